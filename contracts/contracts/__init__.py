@@ -1,0 +1,1 @@
+"""Versioned contracts shared by the platform and its vendors."""

@@ -1,0 +1,1 @@
+"""The public OAuth gateway; built in its own issue."""

@@ -1,0 +1,1 @@
+"""The shared runtime of the platform services."""

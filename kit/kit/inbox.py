@@ -1,0 +1,231 @@
+"""Idempotent event consumers over durable JetStream pull consumers.
+
+A handler's effects and the processed event id are committed in one transaction, so a redelivered
+event has no second effect. A message that keeps failing goes to the dead-letter subject with its
+error after ``max_attempts``; one that cannot even be parsed goes there at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel
+
+from contracts.envelope import EventEnvelope
+from kit.db import Database
+from kit.messaging import NatsLink, dead_letter_subject
+
+logger = logging.getLogger("kit.inbox")
+tracer = trace.get_tracer("kit.inbox")
+
+EVENTS_HANDLED = Counter("edu_inbox_handled_total", "Events handled, by outcome", ["consumer", "outcome"])
+
+Handler = Callable[[Session, EventEnvelope], None]
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Ids of events a consumer has applied; the primary key makes a second application impossible."""
+
+    __tablename__ = "inbox_processed_event"
+
+    consumer: str = Field(primary_key=True, max_length=100)
+    event_id: str = Field(primary_key=True, max_length=64)
+    event_type: str = Field(max_length=200)
+    processed_at: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=sa.DateTime(timezone=True))
+
+
+class _Poison(Exception):  # noqa: N818
+    """A message no retry can fix (unparseable envelope)."""
+
+
+class EventConsumer:
+    """Feeds events from one durable JetStream consumer to a synchronous handler, exactly once in effect."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        name: str,
+        stream: str,
+        subjects: list[str],
+        handler: Handler,
+        database: Database,
+        link: NatsLink,
+        max_attempts: int = 5,
+        ack_wait_seconds: float = 30.0,
+        batch_size: int = 100,
+        fetch_timeout: float = 1.0,
+    ) -> None:
+        self.service = service
+        self.name = name
+        self.stream = stream
+        self.subjects = subjects
+        self.handler = handler
+        self.database = database
+        self.link = link
+        self.max_attempts = max_attempts
+        self.ack_wait_seconds = ack_wait_seconds
+        self.batch_size = batch_size
+        self.fetch_timeout = fetch_timeout
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _config(self) -> ConsumerConfig:
+        # The server may deliver once more than max_attempts so that our own dead-lettering decides.
+        return ConsumerConfig(
+            durable_name=self.name,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_seconds,
+            max_deliver=self.max_attempts + 1,
+            filter_subjects=self.subjects if len(self.subjects) > 1 else None,
+            filter_subject=self.subjects[0] if len(self.subjects) == 1 else None,
+        )
+
+    async def _run(self) -> None:
+        subscription = None
+        generation = -1
+        idle_fetches = 0
+        while True:
+            try:
+                if not self.link.is_connected or self.link.jetstream is None:
+                    await self.link.wait_connected(timeout=1.0)
+                    await asyncio.sleep(0.1)
+                    continue
+                # After a reconnect, or when fetches keep timing out although the consumer has
+                # pending messages, re-create the pull subscription: nats-py's pull subscriptions
+                # can otherwise stall after a server restart.
+                if subscription is None or generation != self.link.generation:
+                    if subscription is not None:
+                        with contextlib.suppress(Exception):
+                            await subscription.unsubscribe()
+                    await self._ensure_consumer()
+                    subscription = await self.link.jetstream.pull_subscribe_bind(
+                        durable=self.name, stream=self.stream
+                    )
+                    generation = self.link.generation
+                    idle_fetches = 0
+                try:
+                    messages = await subscription.fetch(self.batch_size, timeout=self.fetch_timeout)
+                except (NatsTimeoutError, TimeoutError):
+                    idle_fetches += 1
+                    if idle_fetches % 10 == 0 and await self._has_pending(subscription):
+                        logger.warning("consumer %s stalled with pending messages; resubscribing", self.name)
+                        subscription = None
+                    continue
+                idle_fetches = 0
+                for message in messages:
+                    await self._handle(message)
+            except asyncio.CancelledError:
+                if subscription is not None:
+                    with contextlib.suppress(Exception):
+                        await subscription.unsubscribe()
+                raise
+            except Exception as error:
+                logger.warning("consumer %s loop error (%s); resubscribing", self.name, error)
+                subscription = None
+                await asyncio.sleep(0.5)
+
+    async def _has_pending(self, subscription: object) -> bool:
+        try:
+            info = await subscription.consumer_info()  # type: ignore[attr-defined]
+        except Exception:
+            return True
+        return bool(info.num_pending) and not info.num_ack_pending
+
+    async def _ensure_consumer(self) -> None:
+        assert self.link.jetstream is not None
+        await self.link.jetstream.add_consumer(self.stream, self._config())
+
+    async def _handle(self, message: Msg) -> None:
+        attempt = message.metadata.num_delivered
+        carrier = dict(message.headers or {})
+        token = otel_context.attach(propagate.extract(carrier))
+        try:
+            with tracer.start_as_current_span(f"consume {message.subject}", kind=trace.SpanKind.CONSUMER):
+                try:
+                    envelope = self._parse(message)
+                    applied = await asyncio.to_thread(self._apply, envelope)
+                except _Poison as poison:
+                    await self._dead_letter(message, str(poison), attempt)
+                    EVENTS_HANDLED.labels(self.name, "poison").inc()
+                    return
+                except Exception as error:
+                    logger.warning(
+                        "consumer %s failed on %s (attempt %d/%d): %s",
+                        self.name, message.subject, attempt, self.max_attempts, error,
+                    )  # fmt: skip
+                    if attempt >= self.max_attempts:
+                        await self._dead_letter(message, f"{type(error).__name__}: {error}", attempt)
+                        EVENTS_HANDLED.labels(self.name, "dead_lettered").inc()
+                    else:
+                        await message.nak(delay=min(0.2 * 2**attempt, 30.0))
+                        EVENTS_HANDLED.labels(self.name, "retried").inc()
+                    return
+                await message.ack()
+                EVENTS_HANDLED.labels(self.name, "applied" if applied else "duplicate").inc()
+        finally:
+            otel_context.detach(token)
+
+    @staticmethod
+    def _parse(message: Msg) -> EventEnvelope:
+        try:
+            return EventEnvelope.from_json_bytes(message.data)
+        except ValidationError as error:
+            raise _Poison(f"not a valid CloudEvents envelope: {error.errors()[:3]}") from error
+
+    def _apply(self, envelope: EventEnvelope) -> bool:
+        """Apply the event once; returns False when it had been applied before."""
+        try:
+            with self.database.session() as session:
+                if session.get(ProcessedEvent, (self.name, envelope.id)) is not None:
+                    return False
+                self.handler(session, envelope)
+                session.add(ProcessedEvent(consumer=self.name, event_id=envelope.id, event_type=envelope.type))
+        except IntegrityError:
+            # A concurrent delivery of the same event committed first; nothing more to do.
+            with self.database.session() as session:
+                if session.get(ProcessedEvent, (self.name, envelope.id)) is not None:
+                    return False
+            raise
+        return True
+
+    async def _dead_letter(self, message: Msg, error: str, attempt: int) -> None:
+        assert self.link.jetstream is not None
+        metadata = message.metadata
+        headers = {
+            "Nats-Msg-Id": f"{self.name}:{metadata.stream}:{metadata.sequence.stream}",
+            "Edu-Error": error[:1000],
+            "Edu-Consumer": self.name,
+            "Edu-Original-Subject": message.subject,
+            "Edu-Original-Stream": metadata.stream,
+            "Edu-Original-Sequence": str(metadata.sequence.stream),
+            "Edu-Attempts": str(attempt),
+        }
+        await self.link.jetstream.publish(
+            dead_letter_subject(self.service, self.name), message.data, headers=headers
+        )
+        await message.term()
+        logger.error("consumer %s dead-lettered %s after %d attempts: %s", self.name, message.subject, attempt, error)

@@ -1,0 +1,55 @@
+"""Pytest fixtures shared by every service's tests: a real nats-server and a real database.
+
+The database is a fresh SQLite file per test, or a fresh PostgreSQL database per test when
+``TEST_DATABASE_URL`` points at a PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from kit.db import normalise_url
+from kit.natsserver import NatsServer
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server with JetStream on a free port; tests may stop and start it."""
+    server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def postgres_admin_url() -> str | None:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url and url.startswith(("postgres://", "postgresql")):
+        return normalise_url(url)
+    return None
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database that exists only for this test."""
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

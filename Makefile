@@ -1,0 +1,63 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is a helper of theirs.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help install run test lint format typecheck contracts bench bench-outbox bench-import clean
+
+help:
+	@echo "make run        start the whole platform with demo data"
+	@echo "make test       install what is needed, lint, and run every test"
+	@echo "make contracts  regenerate the JSON Schemas and AsyncAPI document in contracts/generated"
+	@echo "make bench      run the benchmarks in bench/ (figures go to bench/RESULTS.md by hand)"
+
+$(UV):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
+	  { echo "Python 3.11 is required (found: $$($(PYTHON) --version 2>&1)). Install python3.11 and retry, or run 'make PYTHON=/path/to/python3.11 ...'."; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: $(UV) uv.lock pyproject.toml contracts/pyproject.toml kit/pyproject.toml gateway/pyproject.toml $(wildcard services/*/pyproject.toml)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/python scripts/run.py
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install
+	$(BIN)/mypy contracts/contracts kit/kit services/identity/identity
+
+contracts: install
+	$(BIN)/python -m contracts.generate
+
+bench: bench-outbox bench-import
+
+bench-outbox: install
+	$(BIN)/python bench/outbox_throughput.py
+
+bench-import: install
+	$(BIN)/python bench/import_students.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

@@ -39,12 +39,21 @@ def normalise_url(url: str) -> str:
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the driver, decide where transactions begin (see _begin_immediate).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    # A deferred SQLite transaction that reads and then writes fails at once (SQLITE_BUSY_SNAPSHOT)
+    # if another connection committed in between; taking the write lock up front makes concurrent
+    # read-check-write units of work queue behind each other instead, as they would on PostgreSQL.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -55,6 +64,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -81,6 +91,8 @@ class Database:
         if session.info.pop("outbox_written", False):
             for hook in self._after_commit_hooks:
                 hook()
+        for callback in session.info.pop("after_commit", []):
+            callback()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -91,6 +103,7 @@ class Database:
             session.commit()
         except BaseException:
             session.rollback()
+            session.info.pop("after_commit", None)
             raise
         finally:
             session.close()
@@ -101,6 +114,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's transaction has committed (never if it rolls back)."""
+    session.info.setdefault("after_commit", []).append(callback)
 
 
 def get_database(request: Request) -> Database:

@@ -31,7 +31,7 @@ class FieldError(BaseModel):
     row: int | None = None
 
 
-class Problem(Exception):  # noqa: N818 - the RFC's own name reads best at call sites
+class Problem(Exception):
     """Base of all client-visible failures."""
 
     status: ClassVar[int] = 400

@@ -47,7 +47,7 @@ class ProcessedEvent(SQLModel, table=True):
     processed_at: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=sa.DateTime(timezone=True))
 
 
-class _Poison(Exception):  # noqa: N818
+class _Poison(Exception):
     """A message no retry can fix (unparseable envelope)."""
 
 
@@ -81,16 +81,22 @@ class EventConsumer:
         self.batch_size = batch_size
         self.fetch_timeout = fetch_timeout
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Finish the message in hand, then stop; cancel only if that takes too long."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        done, _pending = await asyncio.wait({task}, timeout=self.fetch_timeout + 5)
+        if not done:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     def _config(self) -> ConsumerConfig:
         # The server may deliver once more than max_attempts so that our own dead-lettering decides.
@@ -105,38 +111,32 @@ class EventConsumer:
         )
 
     async def _run(self) -> None:
+        # One pull subscription for the consumer's whole life: nats-py re-subscribes its inbox after a
+        # reconnect, so pull requests left in flight across a server restart still reach us. Replacing
+        # the subscription instead would strand those requests' messages on a dead inbox until
+        # ack_wait expires (the known nats-py pull stall).
         subscription = None
-        generation = -1
         idle_fetches = 0
-        while True:
+        while not self._stopping:
             try:
-                if not self.link.is_connected or self.link.jetstream is None:
-                    await self.link.wait_connected(timeout=1.0)
-                    await asyncio.sleep(0.1)
-                    continue
-                # After a reconnect, or when fetches keep timing out although the consumer has
-                # pending messages, re-create the pull subscription: nats-py's pull subscriptions
-                # can otherwise stall after a server restart.
-                if subscription is None or generation != self.link.generation:
-                    if subscription is not None:
-                        with contextlib.suppress(Exception):
-                            await subscription.unsubscribe()
+                if subscription is None:
+                    if not self.link.is_connected or self.link.jetstream is None:
+                        await self.link.wait_connected(timeout=1.0)
+                        continue
                     await self._ensure_consumer()
-                    subscription = await self.link.jetstream.pull_subscribe_bind(
-                        durable=self.name, stream=self.stream
-                    )
-                    generation = self.link.generation
-                    idle_fetches = 0
+                    subscription = await self.link.jetstream.pull_subscribe_bind(durable=self.name, stream=self.stream)
                 try:
                     messages = await subscription.fetch(self.batch_size, timeout=self.fetch_timeout)
                 except (NatsTimeoutError, TimeoutError):
                     idle_fetches += 1
-                    if idle_fetches % 10 == 0 and await self._has_pending(subscription):
-                        logger.warning("consumer %s stalled with pending messages; resubscribing", self.name)
-                        subscription = None
+                    if idle_fetches % 20 == 0 and self.link.is_connected:
+                        # The durable consumer may be gone (a broker that lost its state): declare it again.
+                        await self._ensure_consumer()
                     continue
                 idle_fetches = 0
                 for message in messages:
+                    if self._stopping:
+                        break  # unacknowledged messages are redelivered after ack_wait
                     await self._handle(message)
             except asyncio.CancelledError:
                 if subscription is not None:
@@ -144,16 +144,11 @@ class EventConsumer:
                         await subscription.unsubscribe()
                 raise
             except Exception as error:
-                logger.warning("consumer %s loop error (%s); resubscribing", self.name, error)
-                subscription = None
+                logger.warning("consumer %s: %s; retrying", self.name, error)
                 await asyncio.sleep(0.5)
-
-    async def _has_pending(self, subscription: object) -> bool:
-        try:
-            info = await subscription.consumer_info()  # type: ignore[attr-defined]
-        except Exception:
-            return True
-        return bool(info.num_pending) and not info.num_ack_pending
+        if subscription is not None:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     async def _ensure_consumer(self) -> None:
         assert self.link.jetstream is not None

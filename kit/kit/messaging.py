@@ -57,7 +57,8 @@ class NatsLink:
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
         except TimeoutError:
             return False
         return True
@@ -149,9 +150,10 @@ class NatsLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # No drain: nothing in flight needs it (the outbox keeps unacknowledged events, consumers ack
+        # explicitly), and nats-py's drain can wait out its whole timeout on the async-publish inbox.
         if self.client is not None and not self.client.is_closed:
             with contextlib.suppress(Exception):
-                await self.client.drain()
-            with contextlib.suppress(Exception):
-                await self.client.close()
+                async with asyncio.timeout(5):
+                    await self.client.close()
         self._connected.clear()

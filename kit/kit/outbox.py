@@ -114,6 +114,7 @@ class OutboxRelay:
         self.idle_poll_seconds = idle_poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self._wake = asyncio.Event()
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         database.on_commit(self.notify)
@@ -128,31 +129,42 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Let the current batch finish, then stop; cancel only if that takes too long."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _pending = await asyncio.wait({task}, timeout=self.ack_timeout + 1)
+        if not done:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     async def _run(self) -> None:
+        # A stop flag rather than cancellation alone: on Python 3.11 a cancellation that races with a
+        # timeout can be swallowed, and the relay would then never stop.
         backoff = 0.1
-        while True:
+        while not self._stopping:
             try:
                 if not self.link.is_connected:
                     await self.link.wait_connected(timeout=self.idle_poll_seconds)
                     continue
+                self._wake.clear()
                 published = await self.publish_batch()
                 backoff = 0.1
-                if published < self.batch_size:
-                    self._wake.clear()
+                if published < self.batch_size and not self._stopping:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.idle_poll_seconds)
+                        async with asyncio.timeout(self.idle_poll_seconds):
+                            await self._wake.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 PUBLISH_FAILURES.labels(self.service).inc()
                 logger.warning("outbox publish failed (%s); retrying in %.1fs", error, backoff)
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await self._wake.wait()
                 backoff = min(backoff * 2, self.max_backoff_seconds)
 
     async def publish_batch(self) -> int:
@@ -193,7 +205,8 @@ class OutboxRelay:
             )
         # A future never completes if the connection dropped mid-batch, so bound the wait.
         try:
-            acks = await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout)
+            async with asyncio.timeout(self.ack_timeout):
+                acks = await asyncio.gather(*futures)
         except BaseException:
             for future in futures:
                 future.cancel()

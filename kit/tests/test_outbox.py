@@ -9,12 +9,12 @@ import nats
 import pytest
 from sqlmodel import Field, SQLModel, select
 
+from contracts.events import StreamSpec
 from contracts.events.identity import OrganisationCreatedV1
 from kit.db import Database
 from kit.messaging import NatsLink
 from kit.natsserver import NatsServer
 from kit.outbox import OutboxEvent, OutboxRelay, emit
-from contracts.events import StreamSpec
 
 
 class Note(SQLModel, table=True):

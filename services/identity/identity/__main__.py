@@ -1,0 +1,5 @@
+import sys
+
+from identity.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""Command line of the identity service: `python -m identity <command>`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from identity.config import get_settings
+from identity.crypto import FieldCipher
+from identity.demo import DEMO_PASSWORD, load
+from identity.keys import service as keys
+from identity.main import migrate
+from kit.db import Database
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m identity", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("load-demo", help="load the demo city once; prints the demo logins as JSON")
+    commands.add_parser("rotate-key", help="publish a new signing key")
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--reload", action="store_true")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+
+    if args.command == "migrate":
+        migrate(settings)
+        return 0
+    if args.command in ("load-demo", "rotate-key"):
+        database = Database(settings.database_url)
+        cipher = FieldCipher(
+            settings.pii_encryption_key.get_secret_value(), settings.pii_hash_key.get_secret_value()
+        )
+        with database.session() as session:
+            if args.command == "rotate-key":
+                key = keys.rotate(session, settings)
+                print(json.dumps({"kid": key.kid, "signs_from": key.signs_from.isoformat()}))
+            else:
+                keys.ensure_signing_key(session, settings)
+                logins = load(session, cipher)
+                print(json.dumps({
+                    "loaded": logins is not None,
+                    "password": DEMO_PASSWORD,
+                    "logins": [login.__dict__ for login in logins or []],
+                }, ensure_ascii=False))  # fmt: skip
+        database.dispose()
+        return 0
+    import uvicorn
+
+    uvicorn.run(
+        "identity.main:create_app", factory=True, host=settings.http_host, port=settings.http_port,
+        reload=args.reload, log_config=None,
+    )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Request-scoped dependencies shared by the identity routers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from identity.config import IdentitySettings
+from identity.crypto import FieldCipher
+from kit.auth import CurrentPrincipal, Principal
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated caller plus where the call came from, as the audit log records it."""
+
+    principal: Principal
+    source_ip: str | None
+    request_id: str | None
+
+    @property
+    def person_id(self) -> str:
+        return self.principal.subject
+
+    @property
+    def client_id(self) -> str:
+        return self.principal.client_id
+
+
+def current_actor(request: Request, principal: CurrentPrincipal) -> Actor:
+    actor = Actor(
+        principal=principal,
+        source_ip=request.client.host if request.client else None,
+        request_id=request.headers.get("x-request-id"),
+    )
+    request.state.actor = actor  # for auditing refusals after the request's transaction rolled back
+    return actor
+
+
+def get_settings(request: Request) -> IdentitySettings:
+    settings: IdentitySettings = request.app.state.settings
+    return settings
+
+
+def get_cipher(request: Request) -> FieldCipher:
+    cipher: FieldCipher = request.app.state.cipher
+    return cipher
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+SettingsDep = Annotated[IdentitySettings, Depends(get_settings)]
+CipherDep = Annotated[FieldCipher, Depends(get_cipher)]

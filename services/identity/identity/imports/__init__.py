@@ -1,0 +1,1 @@
+"""Bulk import of people from uploaded CSV and XLSX files."""

@@ -1,0 +1,1 @@
+"""People: residents, students, staff and guardians; identifier validation and masking."""

@@ -82,7 +82,12 @@ def service_env(service: Service, identity: Service) -> dict[str, str]:
 
 def run_step(service: Service, env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", service.name, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", service.name, *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         fail(f"`python -m {service.name} {' '.join(args)}` failed:\n{result.stderr[-3000:]}")
@@ -112,7 +117,13 @@ def main() -> None:
     nats = NatsServer(VAR / "nats", port=NATS_PORT, log_file=VAR / "log" / "nats-server.log")
     processes: list[tuple[Service, subprocess.Popen[bytes]]] = []
 
+    stopping = False
+
     def stop(*_: object) -> None:
+        nonlocal stopping
+        if stopping:  # Ctrl-C reaches the children too; one orderly shutdown is enough
+            return
+        stopping = True
         print("\nStopping…")
         for _service, process in reversed(processes):
             if process.poll() is None:
@@ -170,7 +181,8 @@ def main() -> None:
     while True:
         for service, process in processes:
             if process.poll() is not None:
-                print(f"\n✗ {service.name} stopped unexpectedly (code {process.returncode}); see var/log/{service.name}.log")
+                code = process.returncode
+                print(f"\n✗ {service.name} stopped unexpectedly (code {code}); see var/log/{service.name}.log")
                 stop()
         time.sleep(1)
 

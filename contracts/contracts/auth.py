@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events.identity import RoleName
 
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 
 
 class RoleClaim(BaseModel):

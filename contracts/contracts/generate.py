@@ -24,6 +24,19 @@ from typing import Any
 from contracts.envelope import CONTENT_TYPE_CLOUDEVENTS_JSON, EventEnvelope
 from contracts.events import EventPayload, StreamSpec, registry
 from contracts.events.base import SCHEMA_BASE_URI
+from contracts.messaging import (
+    DEAD_LETTER_ADDRESS,
+    DEAD_LETTER_STREAM,
+    HEADER_ATTEMPTS,
+    HEADER_CONSUMER,
+    HEADER_ERROR,
+    HEADER_EVENT_TYPE,
+    HEADER_MESSAGE_ID,
+    HEADER_ORIGINAL_SEQUENCE,
+    HEADER_ORIGINAL_STREAM,
+    HEADER_ORIGINAL_SUBJECT,
+    HEADER_TRACEPARENT,
+)
 from contracts.scopes import PERSONAL_FIELDS, SCOPES
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -33,9 +46,6 @@ GENERATED_DIR = PACKAGE_DIR.parent / "generated"
 ENVELOPE_SCHEMA_PATH = "schemas/cloudevents-envelope.json"
 ENVELOPE_SCHEMA_URI = f"{SCHEMA_BASE_URI}/cloudevents-envelope.json"
 NATS_SERVER_HOST = "nats.edu-platform.svc:4222"
-# Mirrors kit.messaging (contracts may not import kit).
-DEAD_LETTER_STREAM = "DEADLETTER"
-DEAD_LETTER_ADDRESS = "deadletter.{service}.{consumer}"
 # CloudEvents 1.0 REQUIRED context attributes, plus `data`, which every platform event carries.
 ENVELOPE_REQUIRED = ("data", "id", "source", "specversion", "type")
 
@@ -111,19 +121,19 @@ def _event_headers_schema() -> dict[str, Any]:
         "type": "object",
         "description": "NATS headers the outbox relay sets on every event message.",
         "properties": {
-            "Nats-Msg-Id": {
+            HEADER_MESSAGE_ID: {
                 "type": "string",
                 "description": "The CloudEvents `id`; JetStream drops re-sends within the duplicate window.",
             },
             "Content-Type": {"type": "string", "const": CONTENT_TYPE_CLOUDEVENTS_JSON},
-            "ce-type": {
+            HEADER_EVENT_TYPE: {
                 "type": "string",
                 "description": "The CloudEvents `type`, for routing without parsing.",
             },
-            "traceparent": {"type": "string", "description": "W3C trace context of the cause."},
+            HEADER_TRACEPARENT: {"type": "string", "description": "W3C trace context of the cause."},
             "tracestate": {"type": "string", "description": "W3C trace state of the cause."},
         },
-        "required": ["Content-Type", "Nats-Msg-Id", "ce-type"],
+        "required": ["Content-Type", HEADER_MESSAGE_ID, HEADER_EVENT_TYPE],
     }
 
 
@@ -133,25 +143,25 @@ def _dead_letter_headers_schema() -> dict[str, Any]:
         "type": "object",
         "description": "NATS headers a consumer sets when it parks a message it gave up on.",
         "properties": {
-            "Nats-Msg-Id": {
+            HEADER_MESSAGE_ID: {
                 **text,
                 "description": "`<consumer>:<stream>:<sequence>` of the original message.",
             },
-            "Edu-Error": {**text, "description": "The last error, at most 1000 characters."},
-            "Edu-Consumer": {**text, "description": "The durable consumer that gave up."},
-            "Edu-Original-Subject": {**text, "description": "Subject the message was published on."},
-            "Edu-Original-Stream": {**text, "description": "Stream the message was stored in."},
-            "Edu-Original-Sequence": {**text, "description": "Stream sequence of the original message."},
-            "Edu-Attempts": {**text, "description": "Delivery attempts made, as a decimal number."},
+            HEADER_ERROR: {**text, "description": "The last error, at most 1000 characters."},
+            HEADER_CONSUMER: {**text, "description": "The durable consumer that gave up."},
+            HEADER_ORIGINAL_SUBJECT: {**text, "description": "Subject the message was published on."},
+            HEADER_ORIGINAL_STREAM: {**text, "description": "Stream the message was stored in."},
+            HEADER_ORIGINAL_SEQUENCE: {**text, "description": "Stream sequence of the original message."},
+            HEADER_ATTEMPTS: {**text, "description": "Delivery attempts made, as a decimal number."},
         },
         "required": [
-            "Edu-Attempts",
-            "Edu-Consumer",
-            "Edu-Error",
-            "Edu-Original-Sequence",
-            "Edu-Original-Stream",
-            "Edu-Original-Subject",
-            "Nats-Msg-Id",
+            HEADER_ATTEMPTS,
+            HEADER_CONSUMER,
+            HEADER_ERROR,
+            HEADER_ORIGINAL_SEQUENCE,
+            HEADER_ORIGINAL_STREAM,
+            HEADER_ORIGINAL_SUBJECT,
+            HEADER_MESSAGE_ID,
         ],
     }
 
@@ -167,7 +177,7 @@ def _event_message(model: type[EventPayload]) -> dict[str, Any]:
             "type": "object",
             "allOf": [
                 _ref("components", "schemas", EVENT_HEADERS_COMPONENT),
-                {"properties": {"ce-type": {"const": event_type}}},
+                {"properties": {HEADER_EVENT_TYPE: {"const": event_type}}},
             ],
         },
         "payload": {
@@ -342,9 +352,7 @@ def write_artefacts(directory: Path = GENERATED_DIR) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m contracts.generate", description=(__doc__ or "").split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m contracts.generate", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only report drift; exit 1 if there is any")
     args = parser.parse_args(argv)
     if args.check:

@@ -76,9 +76,7 @@ PERSONAL_FIELDS: tuple[PersonalFieldLabel, ...] = (
         label_zh="居民身份证号（部分隐藏）",
         label_en="Resident ID number (masked)",
     ),
-    PersonalFieldLabel(
-        id="school_membership", label_zh="所在学校", label_en="School attended or employed at"
-    ),
+    PersonalFieldLabel(id="school_membership", label_zh="所在学校", label_en="School attended or employed at"),
     PersonalFieldLabel(id="class_membership", label_zh="所在班级", label_en="Class membership"),
     PersonalFieldLabel(id="role_grants", label_zh="在各机构中的角色", label_en="Roles held in organisations"),
     PersonalFieldLabel(
@@ -90,9 +88,7 @@ PERSONAL_FIELDS: tuple[PersonalFieldLabel, ...] = (
         label_zh="综合素质评价记录",
         label_en="Comprehensive quality evaluation record",
     ),
-    PersonalFieldLabel(
-        id="attendance_record", label_zh="课堂考勤记录", label_en="Classroom attendance record"
-    ),
+    PersonalFieldLabel(id="attendance_record", label_zh="课堂考勤记录", label_en="Classroom attendance record"),
     PersonalFieldLabel(
         id="access_log",
         label_zh="个人信息访问日志",
@@ -114,8 +110,7 @@ class Scope(BaseModel):
     )
     sensitive: bool = Field(
         default=False,
-        description="Releases personal information of minors: needs guardian consent for under-14s "
-        "(PIPL Art. 28/31)",
+        description="Releases personal information of minors: needs guardian consent for under-14s (PIPL Art. 28/31)",
     )
     audience: tuple[Audience, ...] = Field(
         description="Who may request the scope: vendor apps, platform services, or both"

@@ -195,9 +195,7 @@ def test_payload_schema_describes_the_model(model: type[EventPayload], artefacts
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda model: model.event_type())
-def test_sample_payload_validates_and_invalid_ones_do_not(
-    model: type[EventPayload], artefacts: dict[str, Any]
-) -> None:
+def test_sample_payload_validates_and_invalid_ones_do_not(model: type[EventPayload], artefacts: dict[str, Any]) -> None:
     schema = artefacts[schema_path(model)]
     validator = Draft202012Validator(schema)
     sample = sample_for(model, schema)
@@ -265,16 +263,12 @@ def test_committed_artefacts_are_up_to_date(artefacts: dict[str, Any]) -> None:
         for path, content in artefacts.items()
         if not (GENERATED_DIR / path).is_file() or (GENERATED_DIR / path).read_bytes() != dump_json(content)
     ]
-    assert not out_of_date, (
-        f"contracts/generated is out of date ({', '.join(out_of_date)}): run `make contracts`"
-    )
+    assert not out_of_date, f"contracts/generated is out of date ({', '.join(out_of_date)}): run `make contracts`"
 
 
 def test_no_stale_generated_files(artefacts: dict[str, Any]) -> None:
     stale = stale_files(GENERATED_DIR, artefacts)
-    assert not stale, (
-        f"contracts/generated has files nothing generates ({', '.join(stale)}): run `make contracts`"
-    )
+    assert not stale, f"contracts/generated has files nothing generates ({', '.join(stale)}): run `make contracts`"
 
 
 def test_serialisation_is_stable_and_readable() -> None:
@@ -346,9 +340,7 @@ def _deref(document: dict[str, Any], node: Any) -> Any:
 
 def _validator(asyncapi: dict[str, Any], ref: str) -> Draft202012Validator:
     resource = DRAFT202012.create_resource(asyncapi)
-    return Draft202012Validator(
-        {"$ref": DOC_BASE + ref}, registry=Registry().with_resource(DOC_BASE, resource)
-    )
+    return Draft202012Validator({"$ref": DOC_BASE + ref}, registry=Registry().with_resource(DOC_BASE, resource))
 
 
 def test_asyncapi_header(asyncapi: dict[str, Any]) -> None:

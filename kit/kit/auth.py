@@ -45,9 +45,7 @@ _KEY_TYPES = frozenset({"RSA", "EC"})
 
 
 def _invalid_token(detail: str) -> Unauthenticated:
-    return Unauthenticated(
-        detail, headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'}
-    )
+    return Unauthenticated(detail, headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'})
 
 
 # ---------------------------------------------------------------------------------------------- JWKS
@@ -350,9 +348,7 @@ async def current_principal(request: Request) -> Principal:
         )
     verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
     if verifier is None:
-        raise RuntimeError(
-            "app.state.token_verifier is not set; the app factory must install a TokenVerifier"
-        )
+        raise RuntimeError("app.state.token_verifier is not set; the app factory must install a TokenVerifier")
     return await verifier.verify(match.group(1))
 
 

@@ -230,9 +230,7 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
             )
         )
     if malformed:
-        return MalformedRequest(
-            "The request body is not valid JSON; check quotes, commas and brackets.", errors=errors
-        )
+        return MalformedRequest("The request body is not valid JSON; check quotes, commas and brackets.", errors=errors)
     return InvalidInput("Some fields are missing or have the wrong type; see errors[].", errors=errors)
 
 

@@ -25,8 +25,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
 
 from contracts.envelope import EventEnvelope
+from contracts.messaging import (
+    HEADER_ATTEMPTS,
+    HEADER_CONSUMER,
+    HEADER_ERROR,
+    HEADER_MESSAGE_ID,
+    HEADER_ORIGINAL_SEQUENCE,
+    HEADER_ORIGINAL_STREAM,
+    HEADER_ORIGINAL_SUBJECT,
+    dead_letter_subject,
+)
 from kit.db import Database
-from kit.messaging import NatsLink, dead_letter_subject
+from kit.messaging import NatsLink
 
 logger = logging.getLogger("kit.inbox")
 tracer = trace.get_tracer("kit.inbox")
@@ -211,16 +221,14 @@ class EventConsumer:
         assert self.link.jetstream is not None
         metadata = message.metadata
         headers = {
-            "Nats-Msg-Id": f"{self.name}:{metadata.stream}:{metadata.sequence.stream}",
-            "Edu-Error": error[:1000],
-            "Edu-Consumer": self.name,
-            "Edu-Original-Subject": message.subject,
-            "Edu-Original-Stream": metadata.stream,
-            "Edu-Original-Sequence": str(metadata.sequence.stream),
-            "Edu-Attempts": str(attempt),
+            HEADER_MESSAGE_ID: f"{self.name}:{metadata.stream}:{metadata.sequence.stream}",
+            HEADER_ERROR: error[:1000],
+            HEADER_CONSUMER: self.name,
+            HEADER_ORIGINAL_SUBJECT: message.subject,
+            HEADER_ORIGINAL_STREAM: metadata.stream,
+            HEADER_ORIGINAL_SEQUENCE: str(metadata.sequence.stream),
+            HEADER_ATTEMPTS: str(attempt),
         }
-        await self.link.jetstream.publish(
-            dead_letter_subject(self.service, self.name), message.data, headers=headers
-        )
+        await self.link.jetstream.publish(dead_letter_subject(self.service, self.name), message.data, headers=headers)
         await message.term()
         logger.error("consumer %s dead-lettered %s after %d attempts: %s", self.name, message.subject, attempt, error)

@@ -18,17 +18,9 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from contracts.events import StreamSpec
+from contracts.messaging import DEAD_LETTER_ROOT, DEAD_LETTER_STREAM, DUPLICATE_WINDOW_SECONDS
 
 logger = logging.getLogger("kit.messaging")
-
-# Nats-Msg-Id de-duplication window of every stream; the outbox relay may re-send within it.
-DUPLICATE_WINDOW_SECONDS = 15 * 60
-DEAD_LETTER_STREAM = "DEADLETTER"
-DEAD_LETTER_ROOT = "deadletter"
-
-
-def dead_letter_subject(service: str, consumer: str) -> str:
-    return f"{DEAD_LETTER_ROOT}.{service}.{consumer}"
 
 
 class NatsLink:
@@ -125,6 +117,7 @@ class NatsLink:
             )
         )
         for config in configs:
+            assert config.name is not None
             try:
                 await self.jetstream.stream_info(config.name)
                 await self.jetstream.update_stream(config)

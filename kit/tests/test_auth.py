@@ -154,9 +154,7 @@ def claims_for(**overrides: Any) -> dict[str, Any]:
     return {name: value for name, value in claims.items() if value is not None}
 
 
-def sign(
-    key: Key, *, alg: str = "RS256", typ: str | None = "at+jwt", kid: str | None = None, **claims: Any
-) -> str:
+def sign(key: Key, *, alg: str = "RS256", typ: str | None = "at+jwt", kid: str | None = None, **claims: Any) -> str:
     header: dict[str, Any] = {"alg": alg, "kid": kid if kid is not None else key.kid}
     if typ is not None:
         header["typ"] = typ
@@ -279,9 +277,7 @@ async def test_a_key_is_only_used_with_its_own_algorithm(
 
 
 @pytest.mark.parametrize("typ", [None, "JWT", "id_token+jwt", "application/jwt"])
-async def test_only_access_tokens_are_accepted(
-    verifier: TokenVerifier, rsa_key: RSAKey, typ: str | None
-) -> None:
+async def test_only_access_tokens_are_accepted(verifier: TokenVerifier, rsa_key: RSAKey, typ: str | None) -> None:
     detail = await rejected(verifier, sign(rsa_key, typ=typ))
     assert "Wrong token type" in detail
 
@@ -322,9 +318,7 @@ async def test_a_token_without_kid_is_rejected(verifier: TokenVerifier, rsa_key:
 
 
 async def test_malformed_role_claims_are_rejected(verifier: TokenVerifier, rsa_key: RSAKey) -> None:
-    detail = await rejected(
-        verifier, sign(rsa_key, roles=[{"role": "emperor", "org_id": "c1", "org_path": "/c1"}])
-    )
+    detail = await rejected(verifier, sign(rsa_key, roles=[{"role": "emperor", "org_id": "c1", "org_path": "/c1"}]))
     assert "roles" in detail
 
 
@@ -362,9 +356,7 @@ async def test_bogus_kids_do_not_cause_a_fetch_storm(
     tokens = [sign(rsa_key, kid=f"bogus-{index}") for index in range(50)]
     results = await asyncio.gather(*(verifier.verify(token) for token in tokens), return_exceptions=True)
     assert all(isinstance(result, Unauthenticated) for result in results)
-    assert all(
-        "unknown key" in (result.detail or "") for result in results if isinstance(result, Unauthenticated)
-    )
+    assert all("unknown key" in (result.detail or "") for result in results if isinstance(result, Unauthenticated))
     assert jwks_server.hits == 1
 
 
@@ -377,9 +369,7 @@ async def test_a_cold_cache_with_only_bogus_kids_fetches_once(
     assert jwks_server.hits == 1
 
 
-async def test_an_unreachable_identity_service_is_a_503_not_a_500(
-    rsa_key: RSAKey, jwks_server: JwksServer
-) -> None:
+async def test_an_unreachable_identity_service_is_a_503_not_a_500(rsa_key: RSAKey, jwks_server: JwksServer) -> None:
     jwks_server.status = 500
     cache = JwksCache(jwks_server.url, failure_retry_interval=0.2)
     verifier = TokenVerifier(cache, issuer=ISSUER, audience=AUDIENCE)
@@ -447,8 +437,7 @@ def principal_with(*roles: tuple[str, str], scope: str = "") -> Principal:
         claims_for(
             scope=scope,
             roles=[
-                {"role": role, "org_id": path.rstrip("/").rsplit("/", 1)[-1], "org_path": path}
-                for role, path in roles
+                {"role": role, "org_id": path.rstrip("/").rsplit("/", 1)[-1], "org_path": path} for role, path in roles
             ],
         )
     )
@@ -503,9 +492,7 @@ def test_authorize_names_the_missing_scope() -> None:
 def test_authorize_names_the_roles_and_the_organisation() -> None:
     principal = principal_with(("teacher", "/c1/d1/s1"), scope="people:write")
     with pytest.raises(Forbidden) as caught:
-        authorize(
-            principal, roles=("school_admin", "district_admin"), org_path="/c1/d1/s2", scope="people:write"
-        )
+        authorize(principal, roles=("school_admin", "district_admin"), org_path="/c1/d1/s2", scope="people:write")
     assert not isinstance(caught.value, InsufficientScope)
     detail = caught.value.detail or ""
     assert "school_admin, district_admin" in detail and "/c1/d1/s2" in detail

@@ -26,7 +26,8 @@ class Note(SQLModel, table=True):
 def make_database(url: str) -> Database:
     database = Database(url)
     SQLModel.metadata.create_all(
-        database.engine, tables=[OutboxEvent.__table__, Note.__table__]  # type: ignore[attr-defined]
+        database.engine,
+        tables=[OutboxEvent.__table__, Note.__table__],  # type: ignore[attr-defined]
     )
     return database
 
@@ -36,7 +37,9 @@ def write_change(database: Database, index: int) -> str:
         session.add(Note(text=f"note {index}"))
         envelope = emit(
             session,
-            OrganisationCreatedV1(org_id=f"org-{index}", parent_id=None, kind="city", name=f"市{index}", path=f"/org-{index}"),
+            OrganisationCreatedV1(
+                org_id=f"org-{index}", parent_id=None, kind="city", name=f"市{index}", path=f"/org-{index}"
+            ),
             subject_id=f"org-{index}",
             org_id=f"org-{index}",
         )
@@ -51,7 +54,9 @@ async def stream_events(url: str) -> list[dict]:
         count = info.state.messages
         if count == 0:
             return []
-        subscription = await jetstream.pull_subscribe("edu.identity.>", durable=None, config=None, stream="EDU_IDENTITY")
+        subscription = await jetstream.pull_subscribe(
+            "edu.identity.>", durable=None, config=None, stream="EDU_IDENTITY"
+        )
         messages = await subscription.fetch(count, timeout=5)
         return [json.loads(message.data) for message in messages]
     finally:

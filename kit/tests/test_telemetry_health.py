@@ -303,18 +303,16 @@ async def test_healthz_is_always_ok(client_for, tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'gone' / 'x.db'}")
     shutil.rmtree(tmp_path / "gone")
     try:
-        response = await client_for(
-            make_app("health", database, NatsLink("nats://127.0.0.1:1", name="x"))
-        ).get("/healthz")
+        response = await client_for(make_app("health", database, NatsLink("nats://127.0.0.1:1", name="x"))).get(
+            "/healthz"
+        )
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
     finally:
         database.dispose()
 
 
-async def test_readyz_is_200_when_database_and_nats_answer(
-    client_for, database_url: str, link: NatsLink
-) -> None:
+async def test_readyz_is_200_when_database_and_nats_answer(client_for, database_url: str, link: NatsLink) -> None:
     database = Database(database_url)
     try:
         response = await client_for(make_app("ready", database, link)).get("/readyz")

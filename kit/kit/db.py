@@ -53,7 +53,11 @@ def _begin_immediate(connection: Any) -> None:
     # A deferred SQLite transaction that reads and then writes fails at once (SQLITE_BUSY_SNAPSHOT)
     # if another connection committed in between; taking the write lock up front makes concurrent
     # read-check-write units of work queue behind each other instead, as they would on PostgreSQL.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Read-only sessions begin deferred, so they read a snapshot beside a long write (WAL).
+    if connection.get_execution_options().get("read_only"):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -76,6 +80,9 @@ class Database:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, echo=echo)
         self.session_factory = sessionmaker(bind=self.engine, class_=Session, expire_on_commit=False)
+        self.read_session_factory = sessionmaker(
+            bind=self.engine.execution_options(read_only=True), class_=Session, expire_on_commit=False
+        )
         self._after_commit_hooks: list[Callable[[], None]] = []
         event.listen(self.session_factory, "after_commit", self._run_after_commit_hooks)
 
@@ -108,6 +115,16 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A unit of work that only reads: never blocks behind, or blocks, a writer on SQLite."""
+        session = self.read_session_factory()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -132,6 +149,13 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_read_session(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: a read-only unit of work (nothing it changes is committed)."""
+    with get_database(request).read_session() as session:
+        yield session
+
+
 # scope="function": the commit happens before the response is sent, so a failed commit is the client's error.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -57,9 +57,20 @@ class OutboxEvent(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
-def build_envelope(payload: EventPayload, *, subject_id: str | None = None, org_id: str | None = None) -> EventEnvelope:
+def _trace_carrier() -> dict[str, str]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
+    return carrier
+
+
+def build_envelope(
+    payload: EventPayload,
+    *,
+    subject_id: str | None = None,
+    org_id: str | None = None,
+    carrier: dict[str, str] | None = None,
+) -> EventEnvelope:
+    carrier = _trace_carrier() if carrier is None else carrier
     return EventEnvelope(
         source=f"/edu/{payload.service}",
         type=payload.event_type(),
@@ -87,6 +98,39 @@ def emit(
     )
     session.info["outbox_written"] = True
     return envelope
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """One event of a bulk write: its payload, the entity it is about, and the owning organisation."""
+
+    payload: EventPayload
+    subject_id: str | None = None
+    org_id: str | None = None
+
+
+def emit_many(session: Session, events: list[PendingEvent]) -> int:
+    """Store many events with one multi-row insert (bulk imports); same guarantees as :func:`emit`."""
+    if not events:
+        return 0
+    carrier = _trace_carrier()
+    rows = []
+    now = utcnow()
+    for event in events:
+        envelope = build_envelope(event.payload, subject_id=event.subject_id, org_id=event.org_id, carrier=carrier)
+        rows.append(
+            {
+                "event_id": envelope.id,
+                "event_type": envelope.type,
+                "subject": event.payload.subject(),
+                "envelope": envelope.model_dump_json(exclude_none=True),
+                "created_at": now,
+                "attempts": 0,
+            }
+        )
+    session.execute(sa.insert(OutboxEvent.__table__), rows)  # type: ignore[attr-defined]
+    session.info["outbox_written"] = True
+    return len(rows)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from contracts.events.identity import OrganisationCreatedV1
 from kit.db import Database
 from kit.messaging import NatsLink
 from kit.natsserver import NatsServer
-from kit.outbox import OutboxEvent, OutboxRelay, emit
+from kit.outbox import OutboxEvent, OutboxRelay, PendingEvent, emit, emit_many
 
 
 class Note(SQLModel, table=True):
@@ -131,3 +131,30 @@ async def test_republishing_after_a_crash_before_marking_is_deduplicated(
     await link.close()
     events = await stream_events(nats_server.url)
     assert sorted(event["id"] for event in events) == sorted(event_ids)
+
+
+async def test_bulk_events_are_stored_and_published_like_single_ones(
+    database_url: str, nats_server: NatsServer
+) -> None:
+    database = make_database(database_url)
+    payloads = [
+        PendingEvent(
+            OrganisationCreatedV1(org_id=f"o{i}", parent_id=None, kind="city", name=f"市{i}", path=f"/o{i}"),
+            subject_id=f"o{i}",
+            org_id=f"o{i}",
+        )
+        for i in range(250)
+    ]
+    with database.session() as session:
+        session.add(Note(text="bulk"))
+        assert emit_many(session, payloads) == 250
+    link = NatsLink(nats_server.url, name="test", streams=[StreamSpec("identity")])
+    await link.start()
+    assert await link.wait_connected(10)
+    relay = OutboxRelay(database, link, service="identity", batch_size=100)
+    published = [await relay.publish_batch() for _ in range(4)]
+    await link.close()
+    assert published == [100, 100, 50, 0]
+    events = await stream_events(nats_server.url)
+    assert sorted(event["subject"] for event in events) == sorted(f"o{i}" for i in range(250))
+    assert all(event["orgid"] == event["subject"] for event in events)

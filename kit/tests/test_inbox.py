@@ -148,3 +148,44 @@ async def test_consumer_recovers_after_nats_restart(database_url: str, nats_serv
         await consumer.stop()
         await link.close()
     assert sorted(row.person_id for row in seen(database)) == ["p-1", "p-2"]
+
+
+async def test_trace_context_travels_from_the_writing_request_to_the_consumer(
+    database_url: str, nats_server: NatsServer
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from kit.outbox import OutboxEvent, OutboxRelay, emit
+    from kit.settings import ServiceSettings
+    from kit.telemetry import configure_tracing
+
+    provider = configure_tracing(ServiceSettings(service_name="kit-test"))
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    database = make_database(database_url)
+    SQLModel.metadata.create_all(database.engine, tables=[OutboxEvent.__table__])  # type: ignore[attr-defined]
+    seen_traceparents: list[str | None] = []
+
+    def remember(session: Session, envelope: EventEnvelope) -> None:
+        seen_traceparents.append(envelope.traceparent)
+        project(session, envelope)
+
+    link, consumer = await start(database, nats_server.url, handler=remember)
+    relay = OutboxRelay(database, link, service="identity", idle_poll_seconds=0.2)
+    await relay.start()
+    try:
+        tracer = trace.get_tracer("test")
+        with tracer.start_as_current_span("POST /people") as request_span, database.session() as session:
+            emit(session, PersonCreatedV1(person_id="p-t", kind="student", name="周佳怡"), subject_id="p-t")
+        trace_id = format(request_span.get_span_context().trace_id, "032x")
+        await eventually(lambda: len(seen(database)) == 1)
+    finally:
+        await relay.stop()
+        await consumer.stop()
+        await link.close()
+    assert seen_traceparents[0] is not None and trace_id in seen_traceparents[0]
+    consumer_spans = [span for span in exporter.get_finished_spans() if span.name.startswith("consume ")]
+    assert consumer_spans, "the consumer must record a span"
+    assert format(consumer_spans[0].context.trace_id, "032x") == trace_id

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, SQLModel
 
@@ -25,6 +25,18 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
+
+
+def service_metadata(*models: type[SQLModel]) -> MetaData:
+    """The tables of one service only, for its migrations.
+
+    SQLModel keeps every table model of the process in one ``SQLModel.metadata``; a test run or a
+    tool that imports several services (or test-only tables) would otherwise mix their schemas.
+    """
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    for model in models:
+        model.__table__.to_metadata(metadata)  # type: ignore[attr-defined]
+    return metadata
 
 
 def is_sqlite(url: str) -> bool:

@@ -50,7 +50,10 @@ class NatsLink:
     async def wait_connected(self, timeout: float | None = None) -> bool:
         try:
             async with asyncio.timeout(timeout):
-                await self._connected.wait()
+                # The event stays set from the first connection on; after a disconnect, wait for the next.
+                while not self.is_connected:
+                    self._connected.clear()
+                    await self._connected.wait()
         except TimeoutError:
             return False
         return True
@@ -132,6 +135,7 @@ class NatsLink:
         logger.info("reconnected to NATS at %s", self.url)
         with contextlib.suppress(Exception):
             await self.ensure_streams()
+        self._connected.set()
         for listener in self._reconnect_listeners:
             await listener()
 

@@ -30,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("load-demo", "rotate-key"):
         database = Database(settings.database_url)
-        cipher = FieldCipher(
-            settings.pii_encryption_key.get_secret_value(), settings.pii_hash_key.get_secret_value()
-        )
+        cipher = FieldCipher(settings.pii_encryption_key.get_secret_value(), settings.pii_hash_key.get_secret_value())
         with database.session() as session:
             if args.command == "rotate-key":
                 key = keys.rotate(session, settings)

@@ -17,7 +17,7 @@ class IdentitySettings(ServiceSettings):
     database_url: str = "sqlite:///var/data/identity.db"
     http_port: int = 8101
     public_base_url: str = "http://127.0.0.1:8101"
-    token_issuer: str = "http://127.0.0.1:8101"
+    token_issuer: str = "http://127.0.0.1:8101"  # noqa: S105 - a URL, not a secret
     jwks_url: str = "http://127.0.0.1:8101/.well-known/jwks.json"
 
     # Personal identifiers (resident ID numbers, phone numbers) are stored AES-GCM encrypted and

@@ -106,7 +106,7 @@ def load(session: Session, cipher: FieldCipher) -> list[DemoLogin] | None:
                     parent_id=district.id,
                     school_code=code,
                     school_type=school_type,
-                ),  # type: ignore[arg-type]
+                ),
             )
             tag = f"d{district_index}s{school_index}"
             staff(
@@ -134,7 +134,7 @@ def load(session: Session, cipher: FieldCipher) -> list[DemoLogin] | None:
                 resident_id = demo_resident_id(area_code, birth, sequence)
                 student = person(
                     PersonCreate(
-                        kind="student", name=name, org_id=school.id, sex=sex,  # type: ignore[arg-type]
+                        kind="student", name=name, org_id=school.id, sex=sex,
                         resident_id_number=resident_id, student_number="G" + resident_id,
                     )
                 )  # fmt: skip

@@ -33,7 +33,8 @@ def current_actor(request: Request, principal: CurrentPrincipal) -> Actor:
     actor = Actor(
         principal=principal,
         source_ip=request.client.host if request.client else None,
-        request_id=request.headers.get("x-request-id"),
+        # The id the telemetry middleware vetted and echoes in X-Request-Id (a client's own, when sane).
+        request_id=getattr(request.state, "request_id", None),
     )
     request.state.actor = actor  # for auditing refusals after the request's transaction rolled back
     return actor

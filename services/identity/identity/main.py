@@ -33,9 +33,7 @@ def migrate(settings: IdentitySettings) -> None:
 
 def create_app(settings: IdentitySettings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    cipher = FieldCipher(
-        settings.pii_encryption_key.get_secret_value(), settings.pii_hash_key.get_secret_value()
-    )
+    cipher = FieldCipher(settings.pii_encryption_key.get_secret_value(), settings.pii_hash_key.get_secret_value())
 
     async def on_startup(runtime: ServiceRuntime) -> None:
         with runtime.database.session() as session:
@@ -64,9 +62,7 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
         app.state.database, cipher, max_bytes=settings.import_max_bytes, max_rows=settings.import_max_rows
     )
     # Identity verifies its own tokens through its own JWKS endpoint, in-process.
-    app.state.self_client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url=settings.public_base_url
-    )
+    app.state.self_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=settings.public_base_url)
     app.state.jwks = JwksCache(settings.jwks_url, http_client=app.state.self_client)
     app.state.token_verifier = TokenVerifier(
         app.state.jwks, issuer=settings.token_issuer, audience=settings.token_audience

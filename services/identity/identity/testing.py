@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import date
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from identity.organisations.schemas import OrganisationCreate
 from identity.people import service as people
 from identity.people.models import Person
 from identity.people.schemas import PersonCreate
+from identity.people.validation import resident_id_check_character
 from identity.roles import REQUIRED_SCOPES
 from kit.db import Database
 from kit.natsserver import NatsServer
@@ -79,15 +81,23 @@ def directory(app: FastAPI) -> Directory:
     cipher = app.state.cipher
     with database.session() as session:
         city = organisations.create_root(session, name="厦门市")
-        district_a = organisations.create(session, OrganisationCreate(kind="district", name="思明区", parent_id=city.id))
-        district_b = organisations.create(session, OrganisationCreate(kind="district", name="湖里区", parent_id=city.id))
+        district_a = organisations.create(
+            session, OrganisationCreate(kind="district", name="思明区", parent_id=city.id)
+        )
+        district_b = organisations.create(
+            session, OrganisationCreate(kind="district", name="湖里区", parent_id=city.id)
+        )
         school_a = organisations.create(
             session,
-            OrganisationCreate(kind="school", name="滨海小学", parent_id=district_a.id, school_code="2135020301", school_type="primary"),
+            OrganisationCreate(
+                kind="school", name="滨海小学", parent_id=district_a.id, school_code="2135020301", school_type="primary"
+            ),
         )
         school_b = organisations.create(
             session,
-            OrganisationCreate(kind="school", name="金山小学", parent_id=district_b.id, school_code="2135020601", school_type="primary"),
+            OrganisationCreate(
+                kind="school", name="金山小学", parent_id=district_b.id, school_code="2135020601", school_type="primary"
+            ),
         )
 
         def staff(name: str, org: Organisation, role: str, phone: str) -> Person:
@@ -125,10 +135,10 @@ def token_for(app: FastAPI, settings: IdentitySettings) -> TokenFactory:
             for grant in people.roles_of(session, person.id):
                 if grant.active:
                     path = organisations.get(session, grant.org_id).path
-                    roles.append(RoleClaim(role=grant.role, org_id=grant.org_id, org_path=path))  # type: ignore[arg-type]
+                    roles.append(RoleClaim(role=grant.role, org_id=grant.org_id, org_path=path))
             return keys.issue_access_token(
                 session, settings, subject=person.id, client_id="platform-admin-console", scopes=list(scopes),
-                roles=roles, **overrides,  # type: ignore[arg-type]
+                roles=roles, **overrides,
             )  # fmt: skip
 
     return issue
@@ -136,3 +146,9 @@ def token_for(app: FastAPI, settings: IdentitySettings) -> TokenFactory:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def resident_id(birth: date, sequence: int, area_code: str = "350203") -> str:
+    """A valid resident ID number (GB 11643-1999); an odd ``sequence`` is a boy, an even one a girl."""
+    first17 = f"{area_code}{birth:%Y%m%d}{sequence:03d}"
+    return first17 + resident_id_check_character(first17)

@@ -95,9 +95,7 @@ def raw_xlsx(sheet_data: str, *, shared: Sequence[str] = (), tail: str = "", pad
             'formatCode="yyyy/m/d;@"/></numFmts><cellXfs count="4"><xf numFmtId="0"/><xf numFmtId="14"/>'
             '<xf numFmtId="31"/><xf numFmtId="176"/></cellXfs></styleSheet>',
         )
-        strings = "".join(
-            item if item.startswith("<") else f"<si><t>{escape(item)}</t></si>" for item in shared
-        )
+        strings = "".join(item if item.startswith("<") else f"<si><t>{escape(item)}</t></si>" for item in shared)
         archive.writestr("xl/sharedStrings.xml", f'<sst xmlns="{main}">{strings}</sst>')
         archive.writestr(
             "xl/worksheets/sheet1.xml",
@@ -195,9 +193,7 @@ def test_full_width_header() -> None:
 
 def test_conflicting_column_mapping_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="maps to both"):
-        parse_upload(
-            "a.csv", b"a\n1\n", max_bytes=MB, max_rows=10, columns={"Name": "name", "name ": "other"}
-        )
+        parse_upload("a.csv", b"a\n1\n", max_bytes=MB, max_rows=10, columns={"Name": "name", "name ": "other"})
 
 
 def test_require_columns() -> None:
@@ -226,9 +222,7 @@ def test_too_large() -> None:
     content = "姓名\n".encode() + b"x\n" * (3 * MB)
     problem = fails(PayloadTooLarge, "a.csv", content, max_bytes=5 * MB)
     assert parse("a.csv", "姓名\n张三\n".encode(), max_bytes=5 * MB).rows
-    problem = fails(
-        PayloadTooLarge, "a.csv", content + b"x" * (MB - len("姓名\n".encode())), max_bytes=6 * MB
-    )
+    problem = fails(PayloadTooLarge, "a.csv", content + b"x" * (MB - len("姓名\n".encode())), max_bytes=6 * MB)
     assert "6 MB" in (problem.detail or "")
     assert "KB" in (fails(PayloadTooLarge, "a.csv", b"x" * 600, max_bytes=512).detail or "")
 
@@ -238,9 +232,7 @@ def test_too_many_rows() -> None:
     assert len(parse("a.csv", f"姓名\n{rows}".encode(), max_rows=4).rows) == 4
     problem = fails(PayloadTooLarge, "a.csv", f"姓名\n{rows}学生4\n".encode(), max_rows=4)
     assert "4" in (problem.detail or "") and problem.errors[0].code == "too_many_rows"
-    problem = fails(
-        PayloadTooLarge, "a.xlsx", xlsx([["姓名"], *[[f"学生{i}"] for i in range(5)]]), max_rows=4
-    )
+    problem = fails(PayloadTooLarge, "a.xlsx", xlsx([["姓名"], *[[f"学生{i}"] for i in range(5)]]), max_rows=4)
 
 
 @pytest.mark.parametrize(
@@ -279,9 +271,7 @@ def test_damaged_xlsx() -> None:
 
 
 def test_xlsx() -> None:
-    table = parse(
-        "a.xlsx", xlsx([["姓名", " 学籍号 ", None], ["张三 ", SN1], [None, None], ["李四", SN2.lower()]])
-    )
+    table = parse("a.xlsx", xlsx([["姓名", " 学籍号 ", None], ["张三 ", SN1], [None, None], ["李四", SN2.lower()]]))
     assert (table.format, table.encoding, table.encoding_label) == ("xlsx", None, None)
     assert table.headers == ["name", "student_number"]
     assert table.rows == [

@@ -141,9 +141,7 @@ def test_invalid_student_numbers(value: str, resident_id: str | None, code: str)
     assert " / " in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"), [("1101051234", "1101051234"), (" 3701010001 ", "3701010001")]
-)
+@pytest.mark.parametrize(("value", "expected"), [("1101051234", "1101051234"), (" 3701010001 ", "3701010001")])
 def test_valid_school_codes(value: str, expected: str) -> None:
     assert validate_school_code(value) == expected
 

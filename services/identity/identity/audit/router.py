@@ -45,11 +45,7 @@ class ChainCheck(BaseModel):
 
 def _require_city_auditor(actor: ActorDep) -> None:
     access.require_scope(actor, SCOPE_AUDIT_READ)
-    roots = [
-        claim
-        for claim in actor.principal.roles
-        if claim.role in AUDIT_READERS and claim.org_path.count("/") == 1
-    ]
+    roots = [claim for claim in actor.principal.roles if claim.role in AUDIT_READERS and claim.org_path.count("/") == 1]
     if not roots:
         raise Forbidden("The audit log is read by the city's auditors (role auditor at the city).")
 
@@ -73,14 +69,10 @@ def search_entries(
         limit=page.limit, offset=page.offset,
     )  # fmt: skip
     items = [
-        AuditEntryRead(
-            **{**row.model_dump(exclude={"detail", "prev_hash"}), "detail": json.loads(row.detail)}
-        )
+        AuditEntryRead(**{**row.model_dump(exclude={"detail", "prev_hash"}), "detail": json.loads(row.detail)})
         for row in rows
     ]
-    service.record(
-        session, action="audit.search", actor=actor, detail={"actor_id": actor_id, "target_id": target_id}
-    )
+    service.record(session, action="audit.search", actor=actor, detail={"actor_id": actor_id, "target_id": target_id})
     return Page(items=items, total=total, **page.model_dump())
 
 

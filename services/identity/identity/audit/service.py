@@ -103,18 +103,13 @@ def verify_chain(session: Session, *, batch_size: int = 5000) -> ChainReport:
     last_id = 0
     while True:
         entries = session.exec(
-            select(AuditEntry)
-            .where(col(AuditEntry.id) > last_id)
-            .order_by(col(AuditEntry.id))
-            .limit(batch_size)
+            select(AuditEntry).where(col(AuditEntry.id) > last_id).order_by(col(AuditEntry.id)).limit(batch_size)
         ).all()
         if not entries:
             return ChainReport(checked=checked, intact=True)
         for entry in entries:
             if entry.prev_hash != prev_hash:
-                return ChainReport(
-                    checked, False, entry.id, "previous-hash link broken (entry removed or reordered)"
-                )
+                return ChainReport(checked, False, entry.id, "previous-hash link broken (entry removed or reordered)")
             if entry_hash(entry, prev_hash) != entry.hash:
                 return ChainReport(checked, False, entry.id, "entry content changed after it was written")
             prev_hash = entry.hash

@@ -17,7 +17,7 @@ class ImportJob(SQLModel, table=True):
     kind: str = Field(max_length=16)  # students | teachers | guardians
     school_id: str = Field(foreign_key="organisation.id", index=True, max_length=36)
     mode: str = Field(max_length=16)  # all_or_nothing | valid_rows
-    status: str = Field(default="queued", max_length=16, index=True)
+    status: str = Field(default="queued", max_length=24, index=True)  # partially_succeeded: 19
     filename: str = Field(max_length=200)
     content_sha256: str = Field(max_length=64)
     file_format: str = Field(max_length=8)

@@ -108,9 +108,7 @@ def parse_upload(
     return ParsedTable("xlsx", None, headers, rows, digest)
 
 
-def require_columns(
-    table: ParsedTable, required: Iterable[str], *, columns: Mapping[str, str] | None = None
-) -> None:
+def require_columns(table: ParsedTable, required: Iterable[str], *, columns: Mapping[str, str] | None = None) -> None:
     """Raise InvalidInput naming every required canonical column the table lacks.
 
     Pass the same ``columns`` mapping given to :func:`parse_upload` to show the user a header
@@ -198,9 +196,7 @@ def _decode_csv(content: bytes) -> tuple[str, str]:
     try:
         return "gb18030", content.decode("gb18030")
     except UnicodeDecodeError:
-        raise _not_text(
-            "文件既不是 UTF-8 也不是 GBK 编码", "the file is neither UTF-8 nor GBK text"
-        ) from None
+        raise _not_text("文件既不是 UTF-8 也不是 GBK 编码", "the file is neither UTF-8 nor GBK text") from None
 
 
 def _not_text(zh: str, en: str) -> MalformedRequest:
@@ -370,9 +366,7 @@ class _XlsxSheet:
             if local == "workbookPr" and element.get("date1904", "").lower() in ("1", "true"):
                 self._epoch = MAC_EPOCH
             elif local == "sheet":
-                rel_id = next(
-                    (value for key, value in element.attrib.items() if key in _SHEET_REL_ID_ATTRS), ""
-                )
+                rel_id = next((value for key, value in element.attrib.items() if key in _SHEET_REL_ID_ATTRS), "")
                 kind, target = targets.get(rel_id, ("", ""))
                 if kind.endswith("/worksheet") and self._has(target):
                     worksheets.append((element.get("state", "visible"), target))
@@ -654,8 +648,7 @@ def _build_table(
                     field=text,
                     row=header_row,
                     code="unknown_column",
-                    message=f"无法识别的列名“{text}”（{letter} 列） / "
-                    f"unknown column '{text}' (column {letter})",
+                    message=f"无法识别的列名“{text}”（{letter} 列） / unknown column '{text}' (column {letter})",
                 )
             )
         elif canonical in first_column:
@@ -756,16 +749,13 @@ def _check_merged(sheet: _XlsxSheet, header_row: int, data_rows: set[int]) -> No
         )
 
 
-def _cell_errors(
-    cells: list[tuple[int, int]], code: str, zh: str, en: str, field_of: _FieldOf
-) -> list[FieldError]:
+def _cell_errors(cells: list[tuple[int, int]], code: str, zh: str, en: str, field_of: _FieldOf) -> list[FieldError]:
     return [
         FieldError(
             field=field_of(column),
             row=row,
             code=code,
-            message=f"单元格 {get_column_letter(column)}{row}{zh} / "
-            f"cell {get_column_letter(column)}{row} {en}",
+            message=f"单元格 {get_column_letter(column)}{row}{zh} / cell {get_column_letter(column)}{row} {en}",
         )
         for row, column in cells[:MAX_REPORTED_ERRORS]
     ]
@@ -798,9 +788,7 @@ def _check_cells(sheet: _XlsxSheet | None, stray: list[tuple[int, int]], field_o
         zh, en = _examples(sheet.error_cells)
         details_zh.append(f"{len(sheet.error_cells)} 个单元格是错误值（{zh}）")
         details_en.append(f"{len(sheet.error_cells)} cells hold error values such as #N/A ({en})")
-        errors += _cell_errors(
-            sheet.error_cells, "error_value", " 是错误值", "holds an error value", field_of
-        )
+        errors += _cell_errors(sheet.error_cells, "error_value", " 是错误值", "holds an error value", field_of)
     if sheet is not None and sheet.imprecise_cells:
         zh, en = _examples(sheet.imprecise_cells)
         details_zh.append(
@@ -833,9 +821,7 @@ def _check_cells(sheet: _XlsxSheet | None, stray: list[tuple[int, int]], field_o
             for row, column in stray[:MAX_REPORTED_ERRORS]
         ]
     if errors:
-        raise InvalidInput(
-            "；".join(details_zh) + " / " + "; ".join(details_en), errors=errors[:MAX_REPORTED_ERRORS]
-        )
+        raise InvalidInput("；".join(details_zh) + " / " + "; ".join(details_en), errors=errors[:MAX_REPORTED_ERRORS])
 
 
 def _file_error(code: str, message: str) -> FieldError:

@@ -27,9 +27,7 @@ router = APIRouter(prefix="/imports", tags=["imports"])
 
 def _read(job: ImportJob, runner: service.ImportRunner) -> ImportJobRead:
     payload = {
-        **{
-            name: getattr(job, name) for name in ImportJobRead.model_fields if name not in ("errors", "phase")
-        },
+        **{name: getattr(job, name) for name in ImportJobRead.model_fields if name not in ("errors", "phase")},
         "errors": json.loads(job.errors),
     }
     if job.status == "running" and (progress := runner.progress(job.id)) is not None:
@@ -107,8 +105,6 @@ def list_imports(
     access.require(actor, roles=ADMIN_ROLES, org_path=school.path, scope=SCOPE_PEOPLE_WRITE)
     query = select(ImportJob).where(ImportJob.school_id == school.id)
     total = session.exec(select(sa.func.count()).select_from(query.subquery())).one()
-    rows = session.exec(
-        query.order_by(col(ImportJob.created_at).desc()).limit(page.limit).offset(page.offset)
-    ).all()
+    rows = session.exec(query.order_by(col(ImportJob.created_at).desc()).limit(page.limit).offset(page.offset)).all()
     runner = request.app.state.import_runner
     return Page(items=[_read(row, runner) for row in rows], total=total, **page.model_dump())

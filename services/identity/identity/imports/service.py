@@ -28,6 +28,7 @@ from identity.organisations.models import Organisation
 from identity.people import service as people
 from identity.people.models import GuardianLink, Person
 from identity.people.schemas import PersonCreate
+from identity.people.validation import validate_student_number
 from kit.db import Database
 from kit.errors import FieldError
 
@@ -41,7 +42,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "姓名": "name", "name": "name",
         "性别": "sex", "sex": "sex",
         "出生日期": "birth_date", "birth_date": "birth_date",
-        "身份证号": "resident_id_number", "身份证号码": "resident_id_number", "resident_id_number": "resident_id_number",
+        "身份证号": "resident_id_number", "身份证号码": "resident_id_number",
+        "resident_id_number": "resident_id_number",
         "学籍号": "student_number", "全国学籍号": "student_number", "student_number": "student_number",
     },
     "teachers": {
@@ -49,7 +51,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "性别": "sex", "sex": "sex",
         "手机号": "phone", "手机号码": "phone", "phone": "phone",
         "工号": "staff_number", "staff_number": "staff_number",
-        "身份证号": "resident_id_number", "身份证号码": "resident_id_number", "resident_id_number": "resident_id_number",
+        "身份证号": "resident_id_number", "身份证号码": "resident_id_number",
+        "resident_id_number": "resident_id_number",
     },
     "guardians": {
         "姓名": "name", "name": "name",
@@ -115,6 +118,7 @@ class _Prepared:
     row: int
     person: people.CleanPerson
     relationship: str | None = None
+    child_number: str | None = None  # guardians: the student number of their child
 
 
 def _prepare_row(
@@ -124,13 +128,16 @@ def _prepare_row(
     if sex and sex not in SEX_WORDS:
         outcome.fail(row, "sex", "性别应为“男”或“女” / sex must be 男 or 女")
         return None
-    relationship = None
+    relationship = child_number = None
     if kind == "guardians":
         relationship = RELATIONSHIP_WORDS.get(values.get("relationship", "").strip().lower())
         if relationship is None:
-            outcome.fail(
-                row, "relationship", "关系应为父亲、母亲、祖父母、其他亲属或法定监护人 / unknown relationship"
-            )
+            outcome.fail(row, "relationship", "关系应为父亲、母亲、祖父母、其他亲属或法定监护人 / unknown relationship")
+            return None
+        try:
+            child_number = validate_student_number(values.get("student_number", ""))
+        except ValueError as error:
+            outcome.fail(row, "student_number", str(error))
             return None
     birth_date: date | None = None
     if values.get("birth_date"):
@@ -141,10 +148,10 @@ def _prepare_row(
             return None
     try:
         data = PersonCreate(
-            kind={"students": "student", "teachers": "staff", "guardians": "guardian"}[kind],  # type: ignore[arg-type]
+            kind={"students": "student", "teachers": "staff", "guardians": "guardian"}[kind],
             name=values.get("name", ""),
             org_id=school.id,
-            sex=SEX_WORDS.get(sex) if sex else None,  # type: ignore[arg-type]
+            sex=SEX_WORDS.get(sex) if sex else None,
             birth_date=birth_date,
             resident_id_number=values.get("resident_id_number") or None,
             student_number=(values.get("student_number") or None) if kind == "students" else None,
@@ -160,7 +167,7 @@ def _prepare_row(
         for item in problem.errors:
             outcome.fail(row, item.field, item.message)
         return None
-    return _Prepared(row=row, person=cleaned, relationship=relationship)
+    return _Prepared(row=row, person=cleaned, relationship=relationship, child_number=child_number)
 
 
 class ImportRunner:
@@ -226,9 +233,7 @@ class ImportRunner:
             if table is None:
                 upload = session.get(ImportUpload, job_id)
                 assert upload is not None
-                table = parse(
-                    kind, job.filename, upload.content, max_bytes=self.max_bytes, max_rows=self.max_rows
-                )
+                table = parse(kind, job.filename, upload.content, max_bytes=self.max_bytes, max_rows=self.max_rows)
         outcome = _Outcome()
         with self.database.session() as session:
             school = session.get(Organisation, school_id)
@@ -281,9 +286,7 @@ class ImportRunner:
         return self._check_against_directory(session, kind, school, prepared, outcome)
 
     @staticmethod
-    def _duplicate_in_file(
-        kind: str, item: _Prepared, seen: dict[tuple[str, str], int]
-    ) -> tuple[str, int] | None:
+    def _duplicate_in_file(kind: str, item: _Prepared, seen: dict[tuple[str, str], int]) -> tuple[str, int] | None:
         keys: list[tuple[str, str]] = []
         person = item.person
         if person.student_number:
@@ -292,7 +295,7 @@ class ImportRunner:
             keys.append(("resident_id_number", person.resident_id_number))
         if kind != "students" and person.phone:
             # A guardian with two children appears on two rows; only the same child twice is a duplicate.
-            student = person.student_number if kind == "guardians" else ""
+            student = item.child_number if kind == "guardians" else ""
             keys.append(("phone", f"{person.phone}|{student}|{item.relationship or ''}"))
         for key in keys:
             if key in seen:
@@ -315,12 +318,9 @@ class ImportRunner:
                 for i in chunk
                 if i.person.resident_id_number
             ]
-            id_owner = dict(
-                session.exec(select(Person.resident_id_hash, Person.id).where(col(Person.resident_id_hash).in_(hashes))).all()
-            ) if hashes else {}  # fmt: skip
-            numbers = [
-                i.person.student_number for i in chunk if kind == "students" and i.person.student_number
-            ]
+            owners = select(Person.resident_id_hash, Person.id).where(col(Person.resident_id_hash).in_(hashes))
+            id_owner = dict(session.exec(owners).all()) if hashes else {}
+            numbers = [i.person.student_number for i in chunk if kind == "students" and i.person.student_number]
             foreign_students = set(
                 session.exec(
                     select(Person.student_number).where(
@@ -349,8 +349,8 @@ class ImportRunner:
                         continue
                 if kind == "guardians":
                     child = session.exec(
-                        select(Person).where(Person.student_number == person.student_number, Person.org_id == school.id)
-                    ).first() if person.student_number else None  # fmt: skip
+                        select(Person.id).where(Person.student_number == item.child_number, Person.org_id == school.id)
+                    ).first() if item.child_number else None  # fmt: skip
                     if child is None:
                         outcome.fail(
                             item.row,
@@ -391,11 +391,11 @@ class ImportRunner:
                     outcome.updated += 1
                 else:
                     outcome.unchanged += 1
-                if kind == "guardians" and person.student_number:
+                if kind == "guardians" and item.child_number:
                     self._link(
                         session,
                         match,
-                        person.student_number,
+                        item.child_number,
                         school_id,
                         item.relationship or "other_relative",
                     )
@@ -403,18 +403,14 @@ class ImportRunner:
             self._set_progress(job_id, "writing", base + start + len(chunk))
 
     @staticmethod
-    def _link(
-        session: Session, guardian: Person, student_number: str, school_id: str, relationship: str
-    ) -> None:
+    def _link(session: Session, guardian: Person, student_number: str, school_id: str, relationship: str) -> None:
         student = session.exec(
             select(Person).where(Person.student_number == student_number, Person.org_id == school_id)
         ).first()
         if student is None:
             return
         existing = session.exec(
-            select(GuardianLink).where(
-                GuardianLink.guardian_id == guardian.id, GuardianLink.student_id == student.id
-            )
+            select(GuardianLink).where(GuardianLink.guardian_id == guardian.id, GuardianLink.student_id == student.id)
         ).first()
         if existing is None or not existing.active or existing.relationship != relationship:
             people.link_guardian(session, student, guardian, relationship=relationship, linked_by=None)
@@ -429,10 +425,7 @@ class ImportRunner:
             job.created_count, job.updated_count = outcome.created, outcome.updated
             job.unchanged_count, job.failed_count = outcome.unchanged, len(outcome.failed_rows)
             job.errors = json.dumps(
-                [
-                    error.model_dump(exclude_none=True)
-                    for error in sorted(outcome.errors, key=lambda e: e.row or 0)
-                ],
+                [error.model_dump(exclude_none=True) for error in sorted(outcome.errors, key=lambda e: e.row or 0)],
                 ensure_ascii=False,
             )
             job.failure_reason = reason

@@ -112,9 +112,7 @@ def issue_access_token(
 ) -> str:
     """Sign an RFC 9068 JWT access token with the current key."""
     key_row = signing_key(session)
-    private_key = RSAKey.import_key(
-        json.loads(_cipher(settings).decrypt("signing_key", key_row.private_jwk_cipher))
-    )
+    private_key = RSAKey.import_key(json.loads(_cipher(settings).decrypt("signing_key", key_row.private_jwk_cipher)))
     issued_at = int(time.time())
     claims = AccessTokenClaims(
         iss=settings.token_issuer,

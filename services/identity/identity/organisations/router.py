@@ -36,9 +36,7 @@ def list_organisations(
         session, paths, kind=kind, parent_id=parent_id, name_contains=q, active=active,
         limit=page.limit, offset=page.offset,
     )  # fmt: skip
-    return Page(
-        items=[OrganisationRead.model_validate(row) for row in rows], total=total, **page.model_dump()
-    )
+    return Page(items=[OrganisationRead.model_validate(row) for row in rows], total=total, **page.model_dump())
 
 
 @router.post("", response_model=OrganisationRead, status_code=status.HTTP_201_CREATED)

@@ -32,13 +32,11 @@ def within(path: str, scope_paths: Sequence[str]) -> bool:
     return any(path == scope or path.startswith(scope.rstrip("/") + "/") for scope in scope_paths)
 
 
-def subtree_filter(
-    column: sa.ColumnElement[str] | object, scope_paths: Sequence[str]
-) -> sa.ColumnElement[bool]:
+def subtree_filter(column: sa.ColumnElement[str] | object, scope_paths: Sequence[str]) -> sa.ColumnElement[bool]:
     clauses = []
     for scope in scope_paths:
-        clauses.append(column == scope)  # type: ignore[comparison-overlap]
-        clauses.append(col(column).startswith(scope.rstrip("/") + "/"))  # type: ignore[arg-type]
+        clauses.append(column == scope)
+        clauses.append(col(column).startswith(scope.rstrip("/") + "/"))
     return or_(*clauses) if clauses else sa.false()
 
 
@@ -73,13 +71,9 @@ def create(session: Session, data: OrganisationCreate) -> Organisation:
                 FieldError(field="school_code", message="学校必须填写10位学校标识码 / required for schools")
             )
         if data.school_type is None:
-            problems.append(
-                FieldError(field="school_type", message="学校必须填写办学类型 / required for schools")
-            )
+            problems.append(FieldError(field="school_type", message="学校必须填写办学类型 / required for schools"))
         if problems:
-            raise InvalidOrganisationPlacement(
-                "A school needs its school code and school type.", errors=problems
-            )
+            raise InvalidOrganisationPlacement("A school needs its school code and school type.", errors=problems)
         try:
             school_code = validate_school_code(data.school_code or "")
         except ValueError as error:
@@ -121,11 +115,11 @@ def _emit_created(session: Session, organisation: Organisation) -> None:
         OrganisationCreatedV1(
             org_id=organisation.id,
             parent_id=organisation.parent_id,
-            kind=organisation.kind,  # type: ignore[arg-type]
+            kind=organisation.kind,
             name=organisation.name,
             path=organisation.path,
             school_code=organisation.school_code,
-            school_type=organisation.school_type,  # type: ignore[arg-type]
+            school_type=organisation.school_type,
         ),
         subject_id=organisation.id,
         org_id=organisation.id,
@@ -166,7 +160,7 @@ def _save_and_emit_update(session: Session, organisation: Organisation, changed:
         OrganisationUpdatedV1(
             org_id=organisation.id,
             name=organisation.name,
-            school_type=organisation.school_type,  # type: ignore[arg-type]
+            school_type=organisation.school_type,
             active=organisation.active,
             changed=changed,
         ),

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from sqlmodel import Session
 
 from contracts.events.identity import PersonKind
 from identity import access
 from identity.audit import service as audit
-from identity.deps import ActorDep, CipherDep
+from identity.deps import Actor, ActorDep, CipherDep
 from identity.errors import PersonNotFound
 from identity.organisations import service as organisations
 from identity.people import service
-from identity.people.models import RoleGrant
+from identity.people.models import Person, RoleGrant
 from identity.people.schemas import (
     GuardianLinkCreate,
     GuardianLinkRead,
@@ -82,9 +83,7 @@ def create_person(session: SessionDep, actor: ActorDep, cipher: CipherDep, data:
     return PersonRead.model_validate(person)
 
 
-def _load_visible(
-    session: SessionDep, actor: ActorDep, person_id: str, *, roles: tuple[str, ...], scope: str
-):  # type: ignore[no-untyped-def]
+def _load_visible(session: Session, actor: Actor, person_id: str, *, roles: tuple[str, ...], scope: str) -> Person:
     person = service.get(session, person_id)
     path = service.org_path_of(session, person)
     if not organisations.within(path, access.scope_paths(actor, DIRECTORY_READERS)):
@@ -110,9 +109,7 @@ def read_person(session: SessionDep, actor: ActorDep, person_id: str) -> PersonR
 
 
 @router.get("/{person_id}/resident-id", response_model=ResidentIdReveal)
-def reveal_resident_id(
-    session: SessionDep, actor: ActorDep, cipher: CipherDep, person_id: str
-) -> ResidentIdReveal:
+def reveal_resident_id(session: SessionDep, actor: ActorDep, cipher: CipherDep, person_id: str) -> ResidentIdReveal:
     """The full resident ID number, for an admin of the person's organisation; always audited."""
     person = _load_visible(session, actor, person_id, roles=ADMIN_ROLES, scope=SCOPE_IDENTITY_REVEAL)
     number = service.reveal_resident_id(person, cipher)
@@ -143,9 +140,7 @@ def update_person(
 
 
 @router.post("/{person_id}/deactivate", response_model=PersonRead)
-def deactivate_person(
-    session: SessionDep, actor: ActorDep, person_id: str, data: PersonDeactivate
-) -> PersonRead:
+def deactivate_person(session: SessionDep, actor: ActorDep, person_id: str, data: PersonDeactivate) -> PersonRead:
     """Deactivate an account; people are never hard-deleted."""
     person = _load_visible(session, actor, person_id, roles=ADMIN_ROLES, scope=SCOPE_PEOPLE_WRITE)
     service.deactivate(session, person, reason=data.reason)
@@ -209,15 +204,11 @@ def list_guardians(session: SessionDep, actor: ActorDep, person_id: str) -> list
 
 
 @router.post("/{person_id}/guardians", response_model=GuardianLinkRead, status_code=status.HTTP_201_CREATED)
-def link_guardian(
-    session: SessionDep, actor: ActorDep, person_id: str, data: GuardianLinkCreate
-) -> GuardianLinkRead:
+def link_guardian(session: SessionDep, actor: ActorDep, person_id: str, data: GuardianLinkCreate) -> GuardianLinkRead:
     """Link a guardian to a student of a school the caller manages."""
     student = _load_visible(session, actor, person_id, roles=ADMIN_ROLES, scope=SCOPE_PEOPLE_WRITE)
     guardian = _load_visible(session, actor, data.guardian_id, roles=ADMIN_ROLES, scope=SCOPE_PEOPLE_WRITE)
-    link = service.link_guardian(
-        session, student, guardian, relationship=data.relationship, linked_by=actor.person_id
-    )
+    link = service.link_guardian(session, student, guardian, relationship=data.relationship, linked_by=actor.person_id)
     audit.record(
         session, action="guardian.link", actor=actor, target_type="person", target_id=student.id,
         org_id=student.org_id, detail={"guardian_id": guardian.id, "relationship": data.relationship},

@@ -3,9 +3,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.events.identity import GuardianRelationship, PersonKind, RoleName
+from identity.people.validation import mask_student_number
 
 Sex = Literal["male", "female"]
 
@@ -17,9 +18,7 @@ class PersonCreate(BaseModel):
 
     kind: PersonKind
     name: str = Field(min_length=1, max_length=64, examples=["王雨桐"])
-    org_id: str = Field(
-        description="The school (students, teachers, guardians) or office the person belongs to"
-    )
+    org_id: str = Field(description="The school (students, teachers, guardians) or office the person belongs to")
     sex: Sex | None = None
     birth_date: date | None = None
     resident_id_number: str | None = Field(default=None, description="居民身份证号 (GB 11643), 18 characters")
@@ -66,6 +65,17 @@ class PersonRead(BaseModel):
     deactivation_reason: str | None
     created_at: datetime
     updated_at: datetime
+
+    @model_validator(mode="after")
+    def _hide_embedded_resident_id(self) -> PersonRead:
+        """A G student number is "G" + the resident ID number, so it is masked like the ID itself
+        (also where it doubles as the login name); the full number needs GET /people/{id}/resident-id."""
+        number = self.student_number
+        if number is not None and number.startswith("G"):
+            self.student_number = mask_student_number(number)
+            if self.username == number:
+                self.username = self.student_number
+        return self
 
 
 class ResidentIdReveal(BaseModel):

@@ -33,6 +33,7 @@ from identity.people.schemas import PersonCreate, PersonUpdate
 from identity.people.validation import (
     mask_phone,
     mask_resident_id,
+    mask_student_number,
     parse_resident_id,
     validate_phone,
     validate_student_number,
@@ -96,9 +97,7 @@ def clean(
         errors.append(FieldError(field="org_id", message="机构不存在 / unknown organisation"))
     elif organisation.kind not in PERSON_ORG_KINDS[data.kind]:
         errors.append(
-            FieldError(
-                field="org_id", message=f"a {data.kind} belongs to a school, not a {organisation.kind}"
-            )
+            FieldError(field="org_id", message=f"a {data.kind} belongs to a school, not a {organisation.kind}")
         )
     elif not organisation.active:
         errors.append(FieldError(field="org_id", message="机构已停用 / organisation is deactivated"))
@@ -107,9 +106,7 @@ def clean(
         try:
             parsed = parse_resident_id(data.resident_id_number, today=today)
         except ValueError as error:
-            errors.append(
-                FieldError(field="resident_id_number", message=str(error), code=getattr(error, "code", None))
-            )
+            errors.append(FieldError(field="resident_id_number", message=str(error), code=getattr(error, "code", None)))
         else:
             resident_id = parsed.number
             if sex is not None and sex != parsed.sex:
@@ -118,17 +115,13 @@ def clean(
                 )
             if birth_date is not None and birth_date != parsed.birth_date:
                 errors.append(
-                    FieldError(
-                        field="birth_date", message="出生日期与身份证号不一致 / does not match the ID number"
-                    )
+                    FieldError(field="birth_date", message="出生日期与身份证号不一致 / does not match the ID number")
                 )
             sex, birth_date = parsed.sex, parsed.birth_date
     student_number = None
     if data.kind == "student":
         if not data.student_number:
-            errors.append(
-                FieldError(field="student_number", message="学生必须填写学籍号 / required for students")
-            )
+            errors.append(FieldError(field="student_number", message="学生必须填写学籍号 / required for students"))
         else:
             try:
                 student_number = validate_student_number(data.student_number, resident_id=resident_id)
@@ -137,15 +130,11 @@ def clean(
         if sex is None:
             errors.append(FieldError(field="sex", message="学生必须填写性别 / required for students"))
         if birth_date is None:
-            errors.append(
-                FieldError(field="birth_date", message="学生必须填写出生日期 / required for students")
-            )
+            errors.append(FieldError(field="birth_date", message="学生必须填写出生日期 / required for students"))
     elif data.student_number:
         errors.append(FieldError(field="student_number", message="仅学生有学籍号 / only students have one"))
     if birth_date is not None and birth_date > (today or date.today()):
-        errors.append(
-            FieldError(field="birth_date", message="出生日期不能晚于今天 / must not be in the future")
-        )
+        errors.append(FieldError(field="birth_date", message="出生日期不能晚于今天 / must not be in the future"))
     phone = None
     if data.phone:
         try:
@@ -237,9 +226,12 @@ def create(
         session.flush()
     emit(
         session,
+        # Every student number embeds the birth date, and a G number the whole resident ID number:
+        # neither may travel on the bus, so the event carries the masked form.
         PersonCreatedV1(
-            person_id=row.id, kind=row.kind, name=row.name, org_id=row.org_id,  # type: ignore[arg-type]
-            student_number=row.student_number, sex=row.sex,  # type: ignore[arg-type]
+            person_id=row.id, kind=row.kind, name=row.name, org_id=row.org_id,
+            student_number=mask_student_number(row.student_number) if row.student_number else None,
+            sex=row.sex,
         ),
         subject_id=row.id,
         org_id=row.org_id,
@@ -301,11 +293,13 @@ def update(session: Session, row: Person, data: PersonUpdate, cipher: FieldCiphe
         raise InactiveRecord("The person is deactivated; reactivate before editing.")
     organisation = organisations.get(session, data.org_id or row.org_id)
     merged = PersonCreate(
-        kind=row.kind,  # type: ignore[arg-type]
+        kind=row.kind,
         name=data.name or row.name,
         org_id=organisation.id,
-        sex=data.sex or row.sex,  # type: ignore[arg-type]
+        sex=data.sex or row.sex,
         birth_date=data.birth_date or row.birth_date,
+        # Checked again, so that sex and birth date can't be edited out of line with the ID number.
+        resident_id_number=reveal_resident_id(row, cipher),
         student_number=row.student_number,
         staff_number=data.staff_number,
         phone=data.phone,
@@ -365,9 +359,7 @@ def list_within(
     if active is not None:
         query = query.where(Person.active == active)
     total = session.exec(select(sa.func.count()).select_from(query.subquery())).one()
-    rows = session.exec(
-        query.order_by(col(Person.created_at), col(Person.id)).limit(limit).offset(offset)
-    ).all()
+    rows = session.exec(query.order_by(col(Person.created_at), col(Person.id)).limit(limit).offset(offset)).all()
     return list(rows), int(total)
 
 
@@ -421,7 +413,7 @@ def grant_role(
     emit(
         session,
         RoleGrantedV1(
-            grant_id=grant.id, person_id=person.id, role=role, org_id=org_id,  # type: ignore[arg-type]
+            grant_id=grant.id, person_id=person.id, role=role, org_id=org_id,
             org_path=organisation.path,
         ),
         subject_id=person.id,
@@ -438,7 +430,7 @@ def revoke_role(session: Session, grant: RoleGrant) -> RoleGrant:
         session.flush()
         emit(
             session,
-            RoleRevokedV1(grant_id=grant.id, person_id=grant.person_id, role=grant.role, org_id=grant.org_id),  # type: ignore[arg-type]
+            RoleRevokedV1(grant_id=grant.id, person_id=grant.person_id, role=grant.role, org_id=grant.org_id),
             subject_id=grant.person_id,
             org_id=grant.org_id,
         )
@@ -447,9 +439,7 @@ def revoke_role(session: Session, grant: RoleGrant) -> RoleGrant:
 
 def roles_of(session: Session, person_id: str) -> list[RoleGrant]:
     return list(
-        session.exec(
-            select(RoleGrant).where(RoleGrant.person_id == person_id).order_by(col(RoleGrant.granted_at))
-        )
+        session.exec(select(RoleGrant).where(RoleGrant.person_id == person_id).order_by(col(RoleGrant.granted_at)))
     )
 
 
@@ -469,9 +459,7 @@ def link_guardian(
     if not (student.active and guardian.active):
         raise InactiveRecord("Both the student and the guardian must be active.")
     link = session.exec(
-        select(GuardianLink).where(
-            GuardianLink.guardian_id == guardian.id, GuardianLink.student_id == student.id
-        )
+        select(GuardianLink).where(GuardianLink.guardian_id == guardian.id, GuardianLink.student_id == student.id)
     ).first()
     if link is not None and link.active and link.relationship == relationship:
         return link
@@ -487,7 +475,7 @@ def link_guardian(
             link_id=link.id,
             guardian_id=guardian.id,
             student_id=student.id,
-            relationship=relationship,  # type: ignore[arg-type]
+            relationship=relationship,
         ),
         subject_id=student.id,
         org_id=student.org_id,

@@ -103,9 +103,7 @@ def resident_id_check_character(first17: str) -> str:
     return _CHECK_CHARS[total % 11]
 
 
-def _birth_date(
-    digits: str, today: date | None, error: type[IdentifierError], what_zh: str, what_en: str
-) -> date:
+def _birth_date(digits: str, today: date | None, error: type[IdentifierError], what_zh: str, what_en: str) -> date:
     """Parse YYYYMMDD as a real calendar date that is not in the future."""
     try:
         born = date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))

@@ -8,7 +8,7 @@ Create Date: 2026-11-24 21:36:52.375501
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 
@@ -104,7 +104,7 @@ def upgrade() -> None:
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('school_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
     sa.Column('mode', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=24), nullable=False),
     sa.Column('filename', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('content_sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('file_format', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),

@@ -46,16 +46,13 @@ def student_rows(count: int, seed: int = 7) -> list[list[str]]:
     rows = []
     for index in range(count):
         birth = date(2012, 1, 1) + timedelta(days=rng.randrange(0, 6 * 365))
-        sequence = (index % 500) * 2 + rng.randrange(0, 2)
-        first17 = f"350203{birth:%Y%m%d}{sequence:03d}"
-        # Distinct numbers even when (birth date, sequence) repeat: vary the area code.
-        first17 = f"35{(index // 1000) % 100:02d}03" + first17[6:]
+        # (area code, sequence) differ for every row, so every ID number is distinct.
+        first17 = f"35{(index // 1000) % 100:02d}03{birth:%Y%m%d}{index % 1000:03d}"
         number = first17 + resident_id_check_character(first17)
         sex = "男" if int(number[16]) % 2 else "女"
         name = rng.choice(SURNAMES) + rng.choice(GIVEN)
         rows.append([name, sex, number, "G" + number])
-    unique = {row[2]: row for row in rows}
-    return list(unique.values())
+    return rows
 
 
 HEADER = ["姓名", "性别", "身份证号", "学籍号"]

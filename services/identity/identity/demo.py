@@ -34,6 +34,8 @@ DISTRICTS = [
     ]),
 ]  # fmt: skip
 
+DISTRICT_ADMINS = ["苏卫东", "李红梅"]
+SCHOOL_ADMINS = ["方文静", "邓国平", "彭海燕", "梁振宇"]
 TEACHERS = ["林慧敏", "黄志强", "陈丽华", "郑建伟", "吴秀英", "蔡文博", "许晓燕", "王志明"]
 STUDENTS = [
     ("王雨桐", "female"), ("李子轩", "male"), ("张欣怡", "female"), ("刘浩然", "male"), ("陈思涵", "female"),
@@ -91,7 +93,7 @@ def load(session: Session, cipher: FieldCipher) -> list[DemoLogin] | None:
             session, OrganisationCreate(kind="district", name=district_name, parent_id=city.id)
         )
         staff(
-            f"{'苏李'[district_index - 1]}卫东",
+            DISTRICT_ADMINS[district_index - 1],
             district,
             "district_admin",
             f"district{district_index}.admin",
@@ -110,7 +112,7 @@ def load(session: Session, cipher: FieldCipher) -> list[DemoLogin] | None:
             )
             tag = f"d{district_index}s{school_index}"
             staff(
-                f"{'方邓彭梁'[district_index * 2 + school_index - 3]}校长",
+                SCHOOL_ADMINS[district_index * 2 + school_index - 3],
                 school,
                 "school_admin",
                 f"{tag}.admin",

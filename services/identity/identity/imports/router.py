@@ -18,7 +18,7 @@ from identity.imports.models import ImportJob
 from identity.imports.schemas import ImportJobRead, ImportKind, ImportMode
 from identity.organisations import service as organisations
 from identity.roles import ADMIN_ROLES, SCOPE_PEOPLE_WRITE
-from kit.db import SessionDep, after_commit
+from kit.db import ReadSessionDep, SessionDep, after_commit
 from kit.errors import FieldError, InvalidInput, PayloadTooLarge
 from kit.pagination import Page, PageDep
 
@@ -84,7 +84,7 @@ def start_import(
 
 
 @router.get("/{job_id}", response_model=ImportJobRead)
-def read_import(request: Request, session: SessionDep, actor: ActorDep, job_id: str) -> ImportJobRead:
+def read_import(request: Request, session: ReadSessionDep, actor: ActorDep, job_id: str) -> ImportJobRead:
     """Progress and, when finished, the report (row, column, reason) of an import job."""
     job = session.get(ImportJob, job_id)
     if job is None:
@@ -98,7 +98,7 @@ def read_import(request: Request, session: SessionDep, actor: ActorDep, job_id: 
 
 @router.get("", response_model=Page[ImportJobRead])
 def list_imports(
-    request: Request, session: SessionDep, actor: ActorDep, page: PageDep, school_id: str
+    request: Request, session: ReadSessionDep, actor: ActorDep, page: PageDep, school_id: str
 ) -> Page[ImportJobRead]:
     """A school's import jobs, newest first."""
     school = organisations.get(session, school_id)

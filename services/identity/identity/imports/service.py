@@ -373,32 +373,34 @@ class ImportRunner:
         base: int,
     ) -> None:
         cipher = self.cipher
+        school = session.get(Organisation, school_id)
+        assert school is not None
+        role = "teacher" if kind == "teachers" else None
         for start in range(0, len(items), CHUNK_ROWS):
             chunk = items[start : start + CHUNK_ROWS]
             existing = _existing_people(session, kind, school_id, [item.person for item in chunk], cipher)
+            new: dict[str, _Prepared] = {}
             for item in chunk:
-                person = item.person
-                match = existing.get(_natural_key(kind, person, cipher))
-                if match is None:
-                    match = people.create(session, person, cipher, created_by=None, checked=True)
-                    existing[_natural_key(kind, person, cipher)] = match
-                    if kind == "teachers":
-                        people.grant_role(
-                            session, match, role="teacher", org_id=school_id, granted_by=None, new_person=True
-                        )
-                    outcome.created += 1
-                elif people.apply_changes(session, match, person, cipher):
+                key = _natural_key(kind, item.person, cipher)
+                match = existing.get(key)
+                if match is None and key in new:
+                    outcome.unchanged += 1  # a guardian with two children: one person on two rows
+                elif match is None:
+                    new[key] = item
+                elif people.apply_changes(session, match, item.person, cipher):
                     outcome.updated += 1
                 else:
                     outcome.unchanged += 1
-                if kind == "guardians" and item.child_number:
-                    self._link(
-                        session,
-                        match,
-                        item.child_number,
-                        school_id,
-                        item.relationship or "other_relative",
-                    )
+            people.create_many(session, [item.person for item in new.values()], cipher, organisation=school, role=role)
+            outcome.created += len(new)
+            if kind == "guardians":
+                existing = _existing_people(session, kind, school_id, [item.person for item in chunk], cipher)
+                for item in chunk:
+                    if item.child_number:
+                        guardian = existing[_natural_key(kind, item.person, cipher)]
+                        self._link(
+                            session, guardian, item.child_number, school_id, item.relationship or "other_relative"
+                        )
             session.flush()
             self._set_progress(job_id, "writing", base + start + len(chunk))
 

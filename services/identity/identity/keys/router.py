@@ -15,7 +15,7 @@ from identity.deps import ActorDep, SettingsDep
 from identity.keys import service
 from identity.organisations.models import Organisation
 from identity.roles import KEY_MANAGERS, SCOPE_KEYS_MANAGE
-from kit.db import SessionDep
+from kit.db import ReadSessionDep, SessionDep
 from kit.errors import Forbidden
 
 router = APIRouter(tags=["keys"])
@@ -27,7 +27,7 @@ class RotatedKey(BaseModel):
 
 
 @router.get("/.well-known/jwks.json")
-def jwks(session: SessionDep, response: Response) -> dict[str, Any]:
+def jwks(session: ReadSessionDep, response: Response) -> dict[str, Any]:
     """Public keys that verify the platform's tokens (RFC 7517)."""
     response.headers["Cache-Control"] = "public, max-age=300"
     return service.published_jwks(session)

@@ -13,7 +13,7 @@ from identity.deps import ActorDep
 from identity.organisations import service
 from identity.organisations.schemas import OrganisationCreate, OrganisationRead, OrganisationUpdate
 from identity.roles import DIRECTORY_READERS, ORG_MANAGERS, SCOPE_ORG_READ, SCOPE_ORG_WRITE
-from kit.db import SessionDep
+from kit.db import ReadSessionDep, SessionDep
 from kit.pagination import Page, PageDep
 
 router = APIRouter(prefix="/organisations", tags=["organisations"])
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/organisations", tags=["organisations"])
 
 @router.get("", response_model=Page[OrganisationRead])
 def list_organisations(
-    session: SessionDep,
+    session: ReadSessionDep,
     actor: ActorDep,
     page: PageDep,
     kind: OrganisationKind | None = None,
@@ -53,7 +53,7 @@ def create_organisation(session: SessionDep, actor: ActorDep, data: Organisation
 
 
 @router.get("/{org_id}", response_model=OrganisationRead)
-def read_organisation(session: SessionDep, actor: ActorDep, org_id: str) -> OrganisationRead:
+def read_organisation(session: ReadSessionDep, actor: ActorDep, org_id: str) -> OrganisationRead:
     """One organisation within the caller's subtree."""
     organisation = service.get(session, org_id)
     access.require(actor, roles=DIRECTORY_READERS, org_path=organisation.path, scope=SCOPE_ORG_READ)

@@ -27,7 +27,7 @@ from identity.errors import (
     PersonNotFound,
 )
 from identity.organisations import service as organisations
-from identity.organisations.models import Organisation
+from identity.organisations.models import Organisation, new_id
 from identity.people.models import GuardianLink, Person, RoleGrant
 from identity.people.schemas import PersonCreate, PersonUpdate
 from identity.people.validation import (
@@ -39,7 +39,7 @@ from identity.people.validation import (
     validate_student_number,
 )
 from kit.errors import FieldError, Forbidden
-from kit.outbox import emit
+from kit.outbox import PendingEvent, emit, emit_many
 
 # Which organisation kinds each role can be held at.
 ROLE_ORG_KINDS = {
@@ -195,61 +195,110 @@ def org_path_of(session: Session, person: Person) -> str:
     return organisations.get(session, person.org_id).path
 
 
-def create(
-    session: Session,
-    person: CleanPerson,
-    cipher: FieldCipher,
-    *,
-    created_by: str | None,
-    checked: bool = False,
-) -> Person:
-    """Store a new person (students also get the student role at their school).
-
-    ``checked`` is for bulk import, which has already checked uniqueness for a whole chunk at once;
-    the database's unique constraints still stand behind it.
-    """
-    if not checked:
-        find_duplicates(session, person, cipher)
-    row = Person(
-        kind=person.kind,
-        name=person.name,
-        sex=person.sex,
-        birth_date=person.birth_date,
-        org_id=person.org_id,
-        username=person.username,
-        student_number=person.student_number,
-        staff_number=person.staff_number,
-    )
-    _set_identifiers(row, person, cipher)
+def create(session: Session, person: CleanPerson, cipher: FieldCipher, *, created_by: str | None) -> Person:
+    """Store a new person (students also get the student role at their school)."""
+    find_duplicates(session, person, cipher)
+    row = Person(**_person_columns(person, cipher))
     session.add(row)
-    if not checked:
-        session.flush()
-    emit(
-        session,
-        # Every student number embeds the birth date, and a G number the whole resident ID number:
-        # neither may travel on the bus, so the event carries the masked form.
-        PersonCreatedV1(
-            person_id=row.id, kind=row.kind, name=row.name, org_id=row.org_id,
-            student_number=mask_student_number(row.student_number) if row.student_number else None,
-            sex=row.sex,
-        ),
-        subject_id=row.id,
-        org_id=row.org_id,
-    )  # fmt: skip
+    session.flush()
+    emit(session, _created_event(row.id, person).payload, subject_id=row.id, org_id=row.org_id)
     if row.kind == "student":
-        grant_role(session, row, role="student", org_id=row.org_id, granted_by=created_by, new_person=checked)
+        grant_role(session, row, role="student", org_id=row.org_id, granted_by=created_by)
     return row
 
 
-def _set_identifiers(row: Person, person: CleanPerson, cipher: FieldCipher) -> None:
+def create_many(
+    session: Session, persons: list[CleanPerson], cipher: FieldCipher, *, organisation: Organisation, role: str | None
+) -> list[str]:
+    """Insert many new people of one organisation with multi-row inserts (bulk import).
+
+    The caller has checked uniqueness for the whole batch; the database's unique constraints still
+    stand behind that. Students get the student role, others ``role`` if given; every person and
+    grant publishes the same events as :func:`create` and :func:`grant_role`.
+    """
+    if not persons:
+        return []
+    now = utcnow()
+    person_rows: list[dict[str, object]] = []
+    grant_rows: list[dict[str, object]] = []
+    events: list[PendingEvent] = []
+    for person in persons:
+        person_id = new_id()
+        person_rows.append({"id": person_id, **_person_columns(person, cipher), "created_at": now, "updated_at": now})
+        events.append(_created_event(person_id, person))
+        granted = "student" if person.kind == "student" else role
+        if granted is not None:
+            grant_id = new_id()
+            grant_rows.append(
+                {"id": grant_id, "person_id": person_id, "role": granted, "org_id": organisation.id, "active": True,
+                 "granted_at": now}
+            )  # fmt: skip
+            events.append(_granted_event(grant_id, person_id, granted, organisation))
+    session.execute(sa.insert(Person.__table__), person_rows)  # type: ignore[attr-defined]
+    if grant_rows:
+        session.execute(sa.insert(RoleGrant.__table__), grant_rows)  # type: ignore[attr-defined]
+    emit_many(session, events)
+    return [str(row["id"]) for row in person_rows]
+
+
+def _person_columns(person: CleanPerson, cipher: FieldCipher) -> dict[str, object]:
+    columns: dict[str, object] = {
+        "kind": person.kind,
+        "name": person.name,
+        "sex": person.sex,
+        "birth_date": person.birth_date,
+        "org_id": person.org_id,
+        "username": person.username,
+        "student_number": person.student_number,
+        "staff_number": person.staff_number,
+        "must_change_password": True,
+        "active": True,
+    }
+    columns.update(_identifier_columns(person, cipher))
+    return columns
+
+
+def _identifier_columns(person: CleanPerson, cipher: FieldCipher) -> dict[str, object]:
+    columns: dict[str, object] = {}
     if person.resident_id_number:
-        row.resident_id_cipher = cipher.encrypt("resident_id", person.resident_id_number)
-        row.resident_id_hash = cipher.lookup_hash("resident_id", person.resident_id_number)
-        row.resident_id_masked = mask_resident_id(person.resident_id_number)
+        columns["resident_id_cipher"] = cipher.encrypt("resident_id", person.resident_id_number)
+        columns["resident_id_hash"] = cipher.lookup_hash("resident_id", person.resident_id_number)
+        columns["resident_id_masked"] = mask_resident_id(person.resident_id_number)
     if person.phone:
-        row.phone_cipher = cipher.encrypt("phone", person.phone)
-        row.phone_hash = cipher.lookup_hash("phone", person.phone)
-        row.phone_masked = mask_phone(person.phone)
+        columns["phone_cipher"] = cipher.encrypt("phone", person.phone)
+        columns["phone_hash"] = cipher.lookup_hash("phone", person.phone)
+        columns["phone_masked"] = mask_phone(person.phone)
+    return columns
+
+
+def _created_event(person_id: str, person: CleanPerson) -> PendingEvent:
+    # Every student number embeds the birth date, and a G number the whole resident ID number:
+    # neither may travel on the bus, so the event carries the masked form.
+    return PendingEvent(
+        PersonCreatedV1(
+            person_id=person_id, kind=person.kind, name=person.name, org_id=person.org_id,  # type: ignore[arg-type]
+            student_number=mask_student_number(person.student_number) if person.student_number else None,
+            sex=person.sex,  # type: ignore[arg-type]
+        ),
+        subject_id=person_id,
+        org_id=person.org_id,
+    )  # fmt: skip
+
+
+def _granted_event(grant_id: str, person_id: str, role: str, organisation: Organisation) -> PendingEvent:
+    return PendingEvent(
+        RoleGrantedV1(
+            grant_id=grant_id, person_id=person_id, role=role, org_id=organisation.id,  # type: ignore[arg-type]
+            org_path=organisation.path,
+        ),
+        subject_id=person_id,
+        org_id=organisation.id,
+    )  # fmt: skip
+
+
+def _set_identifiers(row: Person, person: CleanPerson, cipher: FieldCipher) -> None:
+    for column, value in _identifier_columns(person, cipher).items():
+        setattr(row, column, value)
 
 
 def apply_changes(session: Session, row: Person, person: CleanPerson, cipher: FieldCipher) -> list[str]:
@@ -375,16 +424,8 @@ def check_grantable(grantor_roles: Sequence[tuple[str, str]], *, role: str, targ
     raise Forbidden(f"You may not grant the role {role} at {target.name}.")
 
 
-def grant_role(
-    session: Session,
-    person: Person,
-    *,
-    role: str,
-    org_id: str,
-    granted_by: str | None,
-    new_person: bool = False,
-) -> RoleGrant:
-    """Grant (or re-activate) a role; ``new_person`` skips looking for an earlier grant that can't exist."""
+def grant_role(session: Session, person: Person, *, role: str, org_id: str, granted_by: str | None) -> RoleGrant:
+    """Grant a role, or re-activate an earlier grant of it."""
     organisation = organisations.get(session, org_id)
     if organisation.kind not in ROLE_ORG_KINDS[role]:
         allowed = "/".join(sorted(ROLE_ORG_KINDS[role]))
@@ -394,13 +435,9 @@ def grant_role(
         )
     if not person.active:
         raise InactiveRecord("The person is deactivated; roles can't be granted.")
-    grant = None
-    if not new_person:
-        grant = session.exec(
-            select(RoleGrant).where(
-                RoleGrant.person_id == person.id, RoleGrant.role == role, RoleGrant.org_id == org_id
-            )
-        ).first()
+    grant = session.exec(
+        select(RoleGrant).where(RoleGrant.person_id == person.id, RoleGrant.role == role, RoleGrant.org_id == org_id)
+    ).first()
     if grant is not None and grant.active:
         return grant
     if grant is None:
@@ -408,17 +445,9 @@ def grant_role(
     else:
         grant.active, grant.revoked_at, grant.granted_at, grant.granted_by = True, None, utcnow(), granted_by
     session.add(grant)
-    if not new_person:
-        session.flush()
-    emit(
-        session,
-        RoleGrantedV1(
-            grant_id=grant.id, person_id=person.id, role=role, org_id=org_id,
-            org_path=organisation.path,
-        ),
-        subject_id=person.id,
-        org_id=org_id,
-    )  # fmt: skip
+    session.flush()
+    event = _granted_event(grant.id, person.id, role, organisation)
+    emit(session, event.payload, subject_id=event.subject_id, org_id=event.org_id)
     return grant
 
 

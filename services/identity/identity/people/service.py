@@ -234,9 +234,9 @@ def create_many(
                  "granted_at": now}
             )  # fmt: skip
             events.append(_granted_event(grant_id, person_id, granted, organisation))
-    session.execute(sa.insert(Person.__table__), person_rows)  # type: ignore[attr-defined]
+    session.execute(sa.insert(Person.__table__), person_rows)
     if grant_rows:
-        session.execute(sa.insert(RoleGrant.__table__), grant_rows)  # type: ignore[attr-defined]
+        session.execute(sa.insert(RoleGrant.__table__), grant_rows)
     emit_many(session, events)
     return [str(row["id"]) for row in person_rows]
 
@@ -276,9 +276,9 @@ def _created_event(person_id: str, person: CleanPerson) -> PendingEvent:
     # neither may travel on the bus, so the event carries the masked form.
     return PendingEvent(
         PersonCreatedV1(
-            person_id=person_id, kind=person.kind, name=person.name, org_id=person.org_id,  # type: ignore[arg-type]
+            person_id=person_id, kind=person.kind, name=person.name, org_id=person.org_id,
             student_number=mask_student_number(person.student_number) if person.student_number else None,
-            sex=person.sex,  # type: ignore[arg-type]
+            sex=person.sex,
         ),
         subject_id=person_id,
         org_id=person.org_id,
@@ -288,7 +288,7 @@ def _created_event(person_id: str, person: CleanPerson) -> PendingEvent:
 def _granted_event(grant_id: str, person_id: str, role: str, organisation: Organisation) -> PendingEvent:
     return PendingEvent(
         RoleGrantedV1(
-            grant_id=grant_id, person_id=person_id, role=role, org_id=organisation.id,  # type: ignore[arg-type]
+            grant_id=grant_id, person_id=person_id, role=role, org_id=organisation.id,
             org_path=organisation.path,
         ),
         subject_id=person_id,

@@ -35,6 +35,7 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy contracts/contracts kit/kit services/*/*/ gateway/gateway
 	$(BIN)/python -m pytest
 
 lint: install
@@ -46,7 +47,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 typecheck: install
-	$(BIN)/mypy contracts/contracts kit/kit services/identity/identity
+	$(BIN)/mypy contracts/contracts kit/kit services/*/*/ gateway/gateway
 
 contracts: install
 	$(BIN)/python -m contracts.generate

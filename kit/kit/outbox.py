@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from opentelemetry import propagate
 from prometheus_client import Counter, Gauge
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -45,6 +48,16 @@ class OutboxEvent(SQLModel, table=True):
     """An event waiting for (or done with) publication; part of every service's schema."""
 
     __tablename__ = "outbox_event"
+    # The relay's claim reads unpublished rows in id order: this index holds exactly those, so a claim
+    # neither sorts the whole backlog nor walks past every published row.
+    __table_args__ = (
+        sa.Index(
+            "ix_outbox_event_unpublished",
+            "id",
+            postgresql_where=sa.text("published_at IS NULL"),
+            sqlite_where=sa.text("published_at IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=64, unique=True)
@@ -52,7 +65,7 @@ class OutboxEvent(SQLModel, table=True):
     subject: str = Field(max_length=200)
     envelope: str = Field(sa_type=sa.Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
-    published_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True), index=True)
+    published_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=500)
 
@@ -133,12 +146,45 @@ def emit_many(session: Session, events: list[PendingEvent]) -> int:
     return len(rows)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Pending:
     row_id: int
     event_id: str
+    event_type: str
     subject: str
     envelope: str
+
+
+_OUTBOX = OutboxEvent.__table__  # type: ignore[attr-defined]
+# Core statements, compiled once: unpublished rows after a cursor, and "these ids are published"
+# with the id list as one expanding parameter (``in_(list)`` builds and compiles a bind per id).
+_CLAIM = (
+    sa.select(_OUTBOX.c.id, _OUTBOX.c.event_id, _OUTBOX.c.event_type, _OUTBOX.c.subject, _OUTBOX.c.envelope)
+    .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.id > sa.bindparam("after_id"))
+    .order_by(_OUTBOX.c.id)
+    .limit(sa.bindparam("batch_size"))
+)
+_MARK_PUBLISHED = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(sa.bindparam("row_ids", expanding=True)))
+    .values(published_at=sa.bindparam("now"), attempts=_OUTBOX.c.attempts + 1)
+)
+
+
+def _headers(item: _Pending) -> dict[str, str]:
+    headers = {
+        HEADER_MESSAGE_ID: item.event_id,
+        HEADER_CONTENT_TYPE: CONTENT_TYPE_CLOUDEVENTS_JSON,
+        HEADER_EVENT_TYPE: item.event_type,
+    }
+    # Parse the stored envelope only when it carries trace context (not for every row).
+    if '"trace' in item.envelope:
+        envelope = json.loads(item.envelope)
+        if envelope.get("traceparent"):
+            headers[HEADER_TRACEPARENT] = envelope["traceparent"]
+        if envelope.get("tracestate"):
+            headers[HEADER_TRACESTATE] = envelope["tracestate"]
+    return headers
 
 
 class OutboxRelay:
@@ -150,7 +196,7 @@ class OutboxRelay:
         link: NatsLink,
         *,
         service: str,
-        batch_size: int = 500,
+        batch_size: int = 1000,
         ack_timeout: float = 5.0,
         idle_poll_seconds: float = 1.0,
         max_backoff_seconds: float = 5.0,
@@ -163,6 +209,8 @@ class OutboxRelay:
         self.idle_poll_seconds = idle_poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self._wake = asyncio.Event()
+        self._jetstream: JetStreamContext | None = None
+        self._jetstream_client: object | None = None
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -200,7 +248,7 @@ class OutboxRelay:
                     await self.link.wait_connected(timeout=self.idle_poll_seconds)
                     continue
                 self._wake.clear()
-                published = await self.publish_batch()
+                published = await self._drain()
                 backoff = 0.1
                 if published < self.batch_size and not self._stopping:
                     with contextlib.suppress(TimeoutError):
@@ -231,55 +279,94 @@ class OutboxRelay:
         EVENTS_PUBLISHED.labels(self.service).inc(len(pending))
         return len(pending)
 
-    async def _publish(self, pending: list[_Pending]) -> None:
-        jetstream = self.link.jetstream
-        if jetstream is None:
-            raise ConnectionError("NATS is not connected")
-        futures = []
-        for item in pending:
-            envelope = EventEnvelope.from_json_bytes(item.envelope)
-            headers = {
-                HEADER_MESSAGE_ID: item.event_id,
-                HEADER_CONTENT_TYPE: CONTENT_TYPE_CLOUDEVENTS_JSON,
-                HEADER_EVENT_TYPE: envelope.type,
-            }
-            if envelope.traceparent:
-                headers[HEADER_TRACEPARENT] = envelope.traceparent
-            if envelope.tracestate:
-                headers[HEADER_TRACESTATE] = envelope.tracestate
-            futures.append(
-                await jetstream.publish_async(
-                    item.subject, item.envelope.encode(), headers=headers, wait_stall=self.ack_timeout
-                )
-            )
-        # A future never completes if the connection dropped mid-batch, so bound the wait.
+    async def _drain(self) -> int:
+        """Publish full batches back to back until a short one; returns how many were acknowledged.
+
+        While JetStream acknowledges batch k, a worker thread claims batch k+1 (the rows after the
+        last id of batch k, since k is not marked yet) and batch k-1 is marked published in the
+        background. A batch is still marked only after its acks, and one batch is in flight at a time.
+        """
+        pending = await asyncio.to_thread(self._claim)
+        if not pending:
+            OUTBOX_BACKLOG.labels(self.service).set(0)
+            return 0
+        total = 0
+        marking: asyncio.Future[None] | None = None
         try:
-            async with asyncio.timeout(self.ack_timeout):
-                acks = await asyncio.gather(*futures)
+            while pending:
+                following: asyncio.Future[list[_Pending]] | None = None
+                try:
+                    futures = await self._send(pending)
+                    if len(pending) == self.batch_size and not self._stopping:
+                        following = asyncio.ensure_future(asyncio.to_thread(self._claim, pending[-1].row_id))
+                    await self._acknowledged(futures)
+                except BaseException as error:
+                    if following is not None:
+                        following.cancel()
+                    await asyncio.to_thread(self._record_failure, pending, repr(error)[:500])
+                    raise
+                if marking is not None:
+                    await marking
+                marking = asyncio.ensure_future(
+                    asyncio.to_thread(self._mark_published, [item.row_id for item in pending])
+                )
+                EVENTS_PUBLISHED.labels(self.service).inc(len(pending))
+                total += len(pending)
+                pending = await following if following is not None else []
+        finally:
+            if marking is not None:
+                await marking
+        return total
+
+    def _publisher(self) -> JetStreamContext:
+        """The relay's own JetStream context, whose pending limit always fits one batch."""
+        client = self.link.client
+        if client is None or self.link.jetstream is None:
+            raise ConnectionError("NATS is not connected")
+        if self._jetstream is None or self._jetstream_client is not client:
+            self._jetstream = client.jetstream(timeout=self.ack_timeout, publish_async_max_pending=self.batch_size)
+            self._jetstream_client = client
+        return self._jetstream
+
+    async def _send(self, pending: list[_Pending]) -> list[asyncio.Future[PubAck]]:
+        jetstream = self._publisher()
+        futures: list[asyncio.Future[PubAck]] = []
+        try:
+            for item in pending:
+                # wait_stall=None: a number makes nats-py wrap every publish in asyncio.wait_for (a task
+                # and a trip through the event loop per message, so every message gets its own send()).
+                # Only this relay uses the context and it waits for each batch, so no publish stalls.
+                futures.append(
+                    await jetstream.publish_async(item.subject, item.envelope.encode(), headers=_headers(item))
+                )
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
-        del acks
+        return futures
 
-    def _claim(self) -> list[_Pending]:
-        with self.database.session() as session:
-            rows = session.exec(
-                select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.subject, OutboxEvent.envelope)
-                .where(col(OutboxEvent.published_at).is_(None))
-                .order_by(col(OutboxEvent.id))
-                .limit(self.batch_size)
-            ).all()
-        return [_Pending(int(row[0]), row[1], row[2], row[3]) for row in rows]
+    async def _acknowledged(self, futures: list[asyncio.Future[PubAck]]) -> None:
+        # A future never completes if the connection dropped mid-batch, so bound the wait.
+        try:
+            async with asyncio.timeout(self.ack_timeout):
+                await asyncio.gather(*futures)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+    async def _publish(self, pending: list[_Pending]) -> None:
+        await self._acknowledged(await self._send(pending))
+
+    def _claim(self, after_id: int = 0) -> list[_Pending]:
+        # Read-only: on SQLite the claim then reads beside the mark of the previous batch.
+        with self.database.engine.execution_options(read_only=True).connect() as connection:
+            rows = connection.execute(_CLAIM, {"after_id": after_id, "batch_size": self.batch_size})
+            return [_Pending(*row) for row in rows]
 
     def _mark_published(self, row_ids: list[int]) -> None:
-        now = utcnow()
-        with self.database.session() as session:
-            session.execute(
-                sa.update(OutboxEvent)
-                .where(col(OutboxEvent.id).in_(row_ids))
-                .values(published_at=now, attempts=OutboxEvent.attempts + 1)
-            )
+        with self.database.engine.begin() as connection:
+            connection.execute(_MARK_PUBLISHED, {"row_ids": row_ids, "now": utcnow()})
 
     def _record_failure(self, pending: list[_Pending], error: str) -> None:
         with contextlib.suppress(Exception), self.database.session() as session:

@@ -36,7 +36,7 @@ class ServiceSettings(BaseSettings):
     token_issuer: str = "http://127.0.0.1:8101"  # noqa: S105 - a URL
     token_audience: str = "edu-platform"  # noqa: S105 - an audience name
     jwks_url: str = "http://127.0.0.1:8101/.well-known/jwks.json"
-    outbox_batch_size: int = 500
+    outbox_batch_size: int = 1000
     consumer_max_attempts: int = 5
     run_background_workers: bool = True
 

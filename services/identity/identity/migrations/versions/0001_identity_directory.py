@@ -86,7 +86,10 @@ def upgrade() -> None:
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_event_id'))
     )
     with op.batch_alter_table('outbox_event', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_outbox_event_published_at'), ['published_at'], unique=False)
+        batch_op.create_index(
+            'ix_outbox_event_unpublished', ['id'], unique=False,
+            postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'),
+        )
 
     op.create_table('signing_key',
     sa.Column('kid', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -233,7 +236,7 @@ def downgrade() -> None:
     op.drop_table('import_job')
     op.drop_table('signing_key')
     with op.batch_alter_table('outbox_event', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_outbox_event_published_at'))
+        batch_op.drop_index('ix_outbox_event_unpublished')
 
     op.drop_table('outbox_event')
     with op.batch_alter_table('organisation', schema=None) as batch_op:

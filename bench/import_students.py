@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import random
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from identity.organisations import service as organisations
 from identity.organisations.schemas import OrganisationCreate
 from identity.people.validation import resident_id_check_character
 from kit.natsserver import NatsServer
+from kit.testing import scratch_postgres_database
 
 SURNAMES = "王李张刘陈杨黄赵周吴徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾萧田董袁潘蔡蒋余于杜叶程苏魏吕丁"
 GIVEN = ["雨桐", "子轩", "欣怡", "浩然", "思涵", "宇航", "诗琪", "梓睿", "佳怡", "俊熙", "若曦", "博文", "语嫣", "一鸣"]
@@ -68,19 +71,13 @@ def as_xlsx(rows: list[list[str]]) -> bytes:
     return buffer.getvalue()
 
 
-def scratch_database(base_url: str | None, workdir: Path) -> tuple[str, callable]:  # type: ignore[valid-type]
+@contextlib.contextmanager
+def scratch_database(base_url: str | None, workdir: Path) -> Iterator[str]:
     if not base_url:
-        return f"sqlite:///{workdir / 'identity.db'}", lambda: None
-    admin = sa.create_engine(base_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return sa.make_url(base_url).set(database=name).render_as_string(hide_password=False), drop
+        yield f"sqlite:///{workdir / 'identity.db'}"
+        return
+    with scratch_postgres_database(base_url, prefix="import_bench") as url:
+        yield url
 
 
 async def run_import(client: httpx.AsyncClient, token: str, school_id: str, filename: str, content: bytes) -> dict:
@@ -130,10 +127,9 @@ async def main() -> None:
     parser.add_argument("--database-url", default=None, help="PostgreSQL server URL (a scratch database is made)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="import-bench-"))
-    database_url, drop = scratch_database(args.database_url, workdir)
     rows = student_rows(args.rows)
     xlsx = as_xlsx(rows)
-    with NatsServer(workdir / "nats") as nats_server:
+    with scratch_database(args.database_url, workdir) as database_url, NatsServer(workdir / "nats") as nats_server:
         settings = IdentitySettings(
             environment="test", database_url=database_url, nats_url=nats_server.url, log_json=False,
             log_level="WARNING", public_base_url="http://identity.bench", token_issuer="http://identity.bench",
@@ -171,7 +167,6 @@ async def main() -> None:
                 first = await run_import(client, token, school_ids[0], "students.xlsx", xlsx)
                 again = await run_import(client, token, school_ids[0], "students.xlsx", xlsx)
             floor = baseline(database_url, rows, school_ids[1])
-    drop()
     engine = "PostgreSQL" if args.database_url else "SQLite"
     print(f"\nBulk import of {len(rows):,} students ({engine}; XLSX of {len(xlsx) / 1e6:.1f} MB)")
     print(f"{'run':<38}{'seconds':>9}{'rows/s':>10}{'ratio':>8}   result")

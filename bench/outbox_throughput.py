@@ -36,7 +36,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -56,6 +55,7 @@ from contracts.messaging import HEADER_CONTENT_TYPE, HEADER_EVENT_TYPE, HEADER_M
 from kit.db import Database, is_sqlite, normalise_url
 from kit.messaging import NatsLink
 from kit.natsserver import NatsServer
+from kit.testing import scratch_postgres_database
 
 STREAM = StreamSpec("identity")
 TARGET_EVENTS_PER_SECOND = 20_000
@@ -99,16 +99,8 @@ def scratch_database(url: str | None, work_dir: Path) -> Iterator[str]:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    name = f"outbox_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres_database(url, prefix="outbox_bench") as scratch_url:
+        yield scratch_url
 
 
 # --- phases ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ The database is a fresh SQLite file per test, or a fresh PostgreSQL database per
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -36,14 +37,11 @@ def postgres_admin_url() -> str | None:
     return None
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A URL of an empty database that exists only for this test."""
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
-    name = f"t_{uuid.uuid4().hex[:16]}"
+@contextlib.contextmanager
+def scratch_postgres_database(admin_url: str, prefix: str = "t") -> Iterator[str]:
+    """A fresh PostgreSQL database on the server of ``admin_url``, dropped afterwards (tests, benches)."""
+    admin_url = normalise_url(admin_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -53,3 +51,14 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database that exists only for this test."""
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    with scratch_postgres_database(admin_url) as url:
+        yield url

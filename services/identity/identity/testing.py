@@ -5,11 +5,14 @@ Used by the service's own tests and by cross-service tests; tokens are signed wi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import io
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import httpx
+import openpyxl
 import pytest
 from fastapi import FastAPI
 
@@ -152,3 +155,17 @@ def resident_id(birth: date, sequence: int, area_code: str = "350203") -> str:
     """A valid resident ID number (GB 11643-1999); an odd ``sequence`` is a boy, an even one a girl."""
     first17 = f"{area_code}{birth:%Y%m%d}{sequence:03d}"
     return first17 + resident_id_check_character(first17)
+
+
+def xlsx(rows: Sequence[Sequence[Any]], *, merge: str | None = None) -> bytes:
+    """An XLSX workbook of ``rows`` as an office suite would save it; ``merge`` merges a cell range."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(list(row))
+    if merge:
+        sheet.merge_cells(merge)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()

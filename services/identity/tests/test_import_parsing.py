@@ -8,13 +8,13 @@ import time
 import zipfile
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
 from xml.sax.saxutils import escape
 
 import openpyxl
 import pytest
 
 from identity.imports.parsing import ParsedTable, parse_upload, require_columns
+from identity.testing import xlsx
 from kit.errors import InvalidInput, MalformedRequest, PayloadTooLarge, Problem, UnsupportedMediaType
 
 COLUMNS = {
@@ -44,19 +44,6 @@ def fails(exc_type: type[Problem], filename: str, content: bytes, **kwargs: int)
     problem = caught.value
     assert problem.detail and " / " in problem.detail, problem.detail
     return problem
-
-
-def xlsx(rows: Sequence[Sequence[Any]], *, merge: str | None = None) -> bytes:
-    workbook = openpyxl.Workbook()
-    sheet = workbook.active
-    assert sheet is not None
-    for row in rows:
-        sheet.append(list(row))
-    if merge:
-        sheet.merge_cells(merge)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
 
 
 def raw_xlsx(sheet_data: str, *, shared: Sequence[str] = (), tail: str = "", padding: int = 0) -> bytes:

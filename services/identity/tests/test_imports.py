@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from typing import Any
 
 import httpx
-import openpyxl
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -20,7 +18,7 @@ from identity.config import IdentitySettings
 from identity.imports.models import ImportJob
 from identity.main import create_app
 from identity.people.models import GuardianLink, Person, RoleGrant
-from identity.testing import Directory, TokenFactory, bearer, resident_id
+from identity.testing import Directory, TokenFactory, bearer, resident_id, xlsx
 from kit.outbox import OutboxEvent
 
 HEADER = ("姓名", "性别", "出生日期", "身份证号", "学籍号")
@@ -45,19 +43,6 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def students_csv(pupils: Sequence[tuple[str, str, date, int]] = PUPILS) -> str:
     return csv_text(HEADER, [pupil_row(*pupil) for pupil in pupils])
-
-
-def xlsx(rows: Sequence[Sequence[Any]], *, merge: str | None = None) -> bytes:
-    workbook = openpyxl.Workbook()
-    sheet = workbook.active
-    assert sheet is not None
-    for row in rows:
-        sheet.append(list(row))
-    if merge:
-        sheet.merge_cells(merge)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
 
 
 async def upload(

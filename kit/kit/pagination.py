@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from collections.abc import Sequence
+from typing import Annotated, Any, Generic, TypeVar
 
+import sqlalchemy as sa
 from fastapi import Depends, Query
 from pydantic import BaseModel
+from sqlmodel import Session, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 
 class PageParams(BaseModel):
@@ -21,6 +25,7 @@ def page_params(
 
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 class Page(BaseModel, Generic[T]):
@@ -33,3 +38,12 @@ class Page(BaseModel, Generic[T]):
 
 
 PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+def fetch_page(
+    session: Session, query: SelectOfScalar[M], *, order_by: Sequence[Any], limit: int, offset: int
+) -> tuple[list[M], int]:
+    """One page of ``query`` in a stable order, with the number of all matching rows."""
+    total = session.exec(select(sa.func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(*order_by).limit(limit).offset(offset)).all()
+    return list(rows), int(total)

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from identity.audit.models import AuditEntry
 from identity.deps import Actor
+from kit.pagination import fetch_page
 
 GENESIS_HASH = "0" * 64
 _AUDIT_LOCK_KEY = 0x41554449  # "AUDI"
@@ -142,6 +143,4 @@ def search(
         query = query.where(col(AuditEntry.at) >= since)
     if until:
         query = query.where(col(AuditEntry.at) < until)
-    total = session.exec(select(sa.func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(AuditEntry.id).desc()).limit(limit).offset(offset)).all()
-    return list(rows), int(total)
+    return fetch_page(session, query, order_by=[col(AuditEntry.id).desc()], limit=limit, offset=offset)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import sqlalchemy as sa
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
 from sqlmodel import col, select
 
@@ -20,7 +19,7 @@ from identity.organisations import service as organisations
 from identity.roles import ADMIN_ROLES, SCOPE_PEOPLE_WRITE
 from kit.db import ReadSessionDep, SessionDep, after_commit
 from kit.errors import FieldError, InvalidInput, PayloadTooLarge
-from kit.pagination import Page, PageDep
+from kit.pagination import Page, PageDep, fetch_page
 
 router = APIRouter(prefix="/imports", tags=["imports"])
 
@@ -104,7 +103,8 @@ def list_imports(
     school = organisations.get(session, school_id)
     access.require(actor, roles=ADMIN_ROLES, org_path=school.path, scope=SCOPE_PEOPLE_WRITE)
     query = select(ImportJob).where(ImportJob.school_id == school.id)
-    total = session.exec(select(sa.func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(ImportJob.created_at).desc()).limit(page.limit).offset(page.offset)).all()
+    rows, total = fetch_page(
+        session, query, order_by=[col(ImportJob.created_at).desc()], limit=page.limit, offset=page.offset
+    )
     runner = request.app.state.import_runner
     return Page(items=[_read(row, runner) for row in rows], total=total, **page.model_dump())

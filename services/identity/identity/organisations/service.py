@@ -16,6 +16,7 @@ from identity.organisations.schemas import OrganisationCreate, OrganisationUpdat
 from identity.people.validation import validate_school_code
 from kit.errors import FieldError
 from kit.outbox import emit
+from kit.pagination import fetch_page
 
 _PARENT_KIND = {"district": "city", "school": "district"}
 
@@ -189,6 +190,4 @@ def list_within(
         query = query.where(col(Organisation.name).contains(name_contains))
     if active is not None:
         query = query.where(Organisation.active == active)
-    total = session.exec(select(sa.func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(Organisation.path)).limit(limit).offset(offset)).all()
-    return list(rows), int(total)
+    return fetch_page(session, query, order_by=[col(Organisation.path)], limit=limit, offset=offset)

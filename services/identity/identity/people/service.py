@@ -40,6 +40,7 @@ from identity.people.validation import (
 )
 from kit.errors import FieldError, Forbidden
 from kit.outbox import PendingEvent, emit, emit_many
+from kit.pagination import fetch_page
 
 # Which organisation kinds each role can be held at.
 ROLE_ORG_KINDS = {
@@ -407,9 +408,7 @@ def list_within(
         query = query.where(Person.resident_id_hash == cipher.lookup_hash("resident_id", number))
     if active is not None:
         query = query.where(Person.active == active)
-    total = session.exec(select(sa.func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(Person.created_at), col(Person.id)).limit(limit).offset(offset)).all()
-    return list(rows), int(total)
+    return fetch_page(session, query, order_by=[col(Person.created_at), col(Person.id)], limit=limit, offset=offset)
 
 
 def reveal_resident_id(row: Person, cipher: FieldCipher) -> str | None:

@@ -471,6 +471,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2_000, help="events of the unmeasured warm-up (default 2000)")
     parser.add_argument("--max-pending", type=int, default=4000, help="raw publish_async_max_pending (nats-py default)")
     parser.add_argument("--no-verify-ids", dest="verify_ids", action="store_false", help="skip reading back all ids")
+    parser.add_argument(
+        "--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop (services run on uvloop)"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the relay phase")
     parser.add_argument("--profile-lines", type=int, default=25)
     parser.add_argument("--work-dir", type=Path, help="keep the nats store and SQLite file here (default: temp dir)")
@@ -488,6 +491,11 @@ def main() -> int:
         cleanup = True
     try:
         with scratch_database(args.database_url, work_dir) as database_url:
+            if args.loop == "uvloop":
+                # What the services run on: uvicorn picks uvloop when it is installed (uvicorn[standard]).
+                import uvloop
+
+                return uvloop.run(bench(args, work_dir, database_url))
             return asyncio.run(bench(args, work_dir, database_url))
     finally:
         if cleanup:

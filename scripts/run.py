@@ -121,7 +121,7 @@ def main() -> None:
 
     def stop(*_: object) -> None:
         nonlocal stopping
-        if stopping:  # Ctrl-C reaches the children too; one orderly shutdown is enough
+        if stopping:
             return
         stopping = True
         print("\nStopping…")
@@ -160,9 +160,10 @@ def main() -> None:
 
     for service in SERVICES:
         log = open(VAR / "log" / f"{service.name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        # Its own session: Ctrl-C reaches only this script, which stops the services first, then NATS.
         process = subprocess.Popen(
             [sys.executable, "-m", service.name, "serve"], env=service_env(service, identity), cwd=ROOT,
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         processes.append((service, process))
     for service, process in processes:

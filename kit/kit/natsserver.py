@@ -74,7 +74,8 @@ class NatsServer:
         ]  # fmt: skip
         self._log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
         output = self._log if self._log is not None else subprocess.DEVNULL
-        self._process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        # Its own session, so a Ctrl-C meant for the parent doesn't stop the broker before its clients.
+        self._process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from identity import access
@@ -52,27 +52,18 @@ def _require_city_auditor(actor: ActorDep) -> None:
 
 @router.get("/entries", response_model=Page[AuditEntryRead])
 def search_entries(
-    session: SessionDep,
-    actor: ActorDep,
-    page: PageDep,
-    actor_id: str | None = None,
-    target_id: str | None = None,
-    action: str | None = None,
-    result: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    session: SessionDep, actor: ActorDep, page: PageDep, filters: Annotated[service.AuditFilter, Query()]
 ) -> Page[AuditEntryRead]:
     """Search the audit log, newest first; the search itself is audited."""
     _require_city_auditor(actor)
-    rows, total = service.search(
-        session, actor_id=actor_id, target_id=target_id, action=action, result=result, since=since, until=until,
-        limit=page.limit, offset=page.offset,
-    )  # fmt: skip
+    rows, total = service.search(session, filters, limit=page.limit, offset=page.offset)
     items = [
         AuditEntryRead(**{**row.model_dump(exclude={"detail", "prev_hash"}), "detail": json.loads(row.detail)})
         for row in rows
     ]
-    service.record(session, action="audit.search", actor=actor, detail={"actor_id": actor_id, "target_id": target_id})
+    service.record(
+        session, action="audit.search", actor=actor, detail=filters.model_dump(mode="json", exclude_none=True)
+    )
     return Page(items=items, total=total, **page.model_dump())
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from identity.audit.models import AuditEntry
@@ -118,29 +119,24 @@ def verify_chain(session: Session, *, batch_size: int = 5000) -> ChainReport:
             last_id = int(entry.id or 0)
 
 
-def search(
-    session: Session,
-    *,
-    actor_id: str | None = None,
-    target_id: str | None = None,
-    action: str | None = None,
-    result: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[list[AuditEntry], int]:
+class AuditFilter(BaseModel):
+    """What an auditor searches by; every field is optional and they combine with AND."""
+
+    actor_id: str | None = None
+    target_id: str | None = None
+    action: str | None = None
+    result: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def search(session: Session, filters: AuditFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[AuditEntry], int]:
     query = select(AuditEntry)
-    if actor_id:
-        query = query.where(AuditEntry.actor_id == actor_id)
-    if target_id:
-        query = query.where(AuditEntry.target_id == target_id)
-    if action:
-        query = query.where(AuditEntry.action == action)
-    if result:
-        query = query.where(AuditEntry.result == result)
-    if since:
-        query = query.where(col(AuditEntry.at) >= since)
-    if until:
-        query = query.where(col(AuditEntry.at) < until)
+    for name in ("actor_id", "target_id", "action", "result"):
+        if value := getattr(filters, name):
+            query = query.where(getattr(AuditEntry, name) == value)
+    if filters.since:
+        query = query.where(col(AuditEntry.at) >= filters.since)
+    if filters.until:
+        query = query.where(col(AuditEntry.at) < filters.until)
     return fetch_page(session, query, order_by=[col(AuditEntry.id).desc()], limit=limit, offset=offset)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import SQLModel
 
-from kit.db import normalise_url
+from kit.db import Database, normalise_url
 from kit.natsserver import NatsServer
 
 
@@ -62,3 +63,10 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         return
     with scratch_postgres_database(admin_url) as url:
         yield url
+
+
+def database_with_tables(url: str, *models: type[SQLModel]) -> Database:
+    """A Database at ``url`` holding just the tables of ``models`` (kit's own tests have no migrations)."""
+    database = Database(url)
+    SQLModel.metadata.create_all(database.engine, tables=[model.__table__ for model in models])  # type: ignore[attr-defined]
+    return database

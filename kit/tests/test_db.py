@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import Field, SQLModel, select
 
 from kit.db import Database, after_commit
+from kit.testing import database_with_tables
 
 
 class Counter(SQLModel, table=True):
@@ -17,9 +18,7 @@ class Counter(SQLModel, table=True):
 
 
 def make_database(url: str) -> Database:
-    database = Database(url)
-    SQLModel.metadata.create_all(database.engine, tables=[Counter.__table__])  # type: ignore[attr-defined]
-    return database
+    return database_with_tables(url, Counter)
 
 
 def test_error_rolls_back_everything_and_skips_after_commit(database_url: str) -> None:

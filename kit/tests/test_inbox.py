@@ -16,6 +16,7 @@ from kit.inbox import EventConsumer, ProcessedEvent
 from kit.messaging import NatsLink
 from kit.natsserver import NatsServer
 from kit.outbox import build_envelope
+from kit.testing import database_with_tables
 
 
 class SeenPerson(SQLModel, table=True):
@@ -28,12 +29,7 @@ class SeenPerson(SQLModel, table=True):
 
 
 def make_database(url: str) -> Database:
-    database = Database(url)
-    SQLModel.metadata.create_all(
-        database.engine,
-        tables=[ProcessedEvent.__table__, SeenPerson.__table__],  # type: ignore[attr-defined]
-    )
-    return database
+    return database_with_tables(url, ProcessedEvent, SeenPerson)
 
 
 def person_event(person_id: str, name: str) -> EventEnvelope:

@@ -15,6 +15,7 @@ from kit.db import Database
 from kit.messaging import NatsLink
 from kit.natsserver import NatsServer
 from kit.outbox import OutboxEvent, OutboxRelay, PendingEvent, emit, emit_many
+from kit.testing import database_with_tables
 
 
 class Note(SQLModel, table=True):
@@ -24,12 +25,7 @@ class Note(SQLModel, table=True):
 
 
 def make_database(url: str) -> Database:
-    database = Database(url)
-    SQLModel.metadata.create_all(
-        database.engine,
-        tables=[OutboxEvent.__table__, Note.__table__],  # type: ignore[attr-defined]
-    )
-    return database
+    return database_with_tables(url, OutboxEvent, Note)
 
 
 def write_change(database: Database, index: int) -> str:

@@ -429,3 +429,32 @@ async def test_wrong_school(client: httpx.AsyncClient, directory: Directory, tok
     with directory.database.session() as session:
         job_row = session.get(ImportJob, job["id"])
         assert job_row is not None and json.loads(job_row.errors) == []
+
+
+async def test_a_job_interrupted_by_a_restart_runs_again_on_the_next_start(
+    settings: IdentitySettings, directory: Directory, token_for: TokenFactory
+) -> None:
+    """A job left 'running' by a crashed process is finished by the next instance, without duplicates."""
+    from identity.imports import service as imports
+    from identity.organisations.models import Organisation
+
+    content = students_csv().encode()
+    with directory.database.session() as session:
+        school = session.get(Organisation, directory.school_a.id)
+        assert school is not None
+        table = imports.parse("students", "学生名单.csv", content, max_bytes=10**6, max_rows=1000)
+        job = imports.create_job(
+            session, kind="students", school=school, mode="all_or_nothing", filename="学生名单.csv",
+            content=content, table=table, requested_by=directory.school_admin_a.id,
+        )  # fmt: skip
+        job.status = "running"  # the process died mid-way
+        job_id = job.id
+    restarted = create_app(settings)
+    async with (
+        restarted.router.lifespan_context(restarted),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=restarted), base_url="http://identity.test") as client,
+    ):
+        result = await finished(client, token_for(directory.school_admin_a), job_id)
+    assert result["status"] == "succeeded"
+    assert result["created_count"] == len(PUPILS)
+    assert sorted(students_of(directory, directory.school_a.id)) == sorted(pupil[0] for pupil in PUPILS)

@@ -282,6 +282,30 @@ SCOPES: tuple[Scope, ...] = (
         audience=_BOTH,
     ),
     Scope(
+        id="org.write",
+        description_zh="创建和修改市、区、学校的机构信息",
+        description_en="Create and change city, district and school records",
+        audience=_PLATFORM,
+    ),
+    Scope(
+        id="keys.manage",
+        description_zh="轮换平台令牌签名密钥",
+        description_en="Rotate the platform's token signing keys",
+        audience=_PLATFORM,
+    ),
+    Scope(
+        id="clients.manage",
+        description_zh="登记、修改和停用接入平台的 OAuth 客户端（应用超市内部使用）",
+        description_en="Register, change and disable the platform's OAuth clients (used by the app store)",
+        audience=_PLATFORM,
+    ),
+    Scope(
+        id="tokens.introspect",
+        description_zh="查验任意访问令牌的状态（网关和平台服务使用）",
+        description_en="Introspect any access token (for the gateway and platform services)",
+        audience=_PLATFORM,
+    ),
+    Scope(
         id="metering.report",
         description_zh="上报应用的使用量统计（仅汇总数据，不含个人信息）",
         description_en="Report the app's usage figures (aggregates only, no personal information)",

@@ -147,3 +147,32 @@ class GuardianLinkedV1(_IdentityEvent):
     guardian_id: str
     student_id: str
     relationship: GuardianRelationship
+
+
+RevocationReason = Literal[
+    "client_request",  # RFC 7009 revocation by the client
+    "refresh_token_reuse",  # a rotated refresh token was presented again: the whole family is revoked
+    "authorization_code_reuse",  # a code was redeemed twice: what the first redemption issued is revoked
+    "consent_withdrawn",
+    "account_deactivated",
+    "client_disabled",
+    "logout",
+]
+
+
+@registry.register
+class AccessTokensRevokedV1(_IdentityEvent):
+    """Access tokens were revoked before they expired; resource servers refuse them from now on."""
+
+    entity = "token"
+    event = "revoked"
+    summary = (
+        "Access tokens (by jti) were revoked before expiry; the gateway refuses them until `expires_at`, after which "
+        "they are invalid anyway."
+    )
+
+    jtis: list[str] = Field(min_length=1, description="The `jti` claims of the revoked access tokens")
+    client_id: str
+    sub: str | None = Field(default=None, description="The tokens' `sub`, when they were issued to a person")
+    reason: RevocationReason
+    expires_at: int = Field(description="Latest `exp` among the revoked tokens (seconds since the epoch)")

@@ -33,6 +33,7 @@ run: install
 	$(BIN)/python scripts/run.py
 
 test: install
+	@bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy contracts/contracts kit/kit services/*/*/ gateway/gateway

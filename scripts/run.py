@@ -172,12 +172,16 @@ def main() -> None:
     print("\nThe platform is running. 平台已启动。\n")
     for service in SERVICES:
         print(f"  {service.description:<32} {service.url}/docs   (logs: var/log/{service.name}.log)")
+    print(f"  {'Sign in 统一身份登录':<28} {identity.url}/login")
+    print(f"  {'OpenID Connect discovery':<32} {identity.url}/.well-known/openid-configuration")
     print(f"  {'JWKS':<32} {identity.url}/.well-known/jwks.json")
     print(f"  {'NATS JetStream':<32} nats://127.0.0.1:{NATS_PORT}")
     if demo.get("logins"):
         print(f"\n  Demo logins 演示账号 (password 密码: {demo['password']}):")
         for login in demo["logins"]:
             print(f"    {login['username']:<18} {login['role']:<15} {login['name']}  {login['where']}")
+        print("  Administrators and auditors set up two-step verification (TOTP) at their first sign-in.")
+        print("  管理员和审计员首次登录时需设置两步验证（身份验证器应用）。")
     print("\nPress Ctrl-C to stop. 按 Ctrl-C 停止。")
     while True:
         for service, process in processes:

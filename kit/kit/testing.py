@@ -1,16 +1,21 @@
-"""Pytest fixtures shared by every service's tests: a real nats-server and a real database.
+"""Pytest fixtures shared by every service's tests: a real nats-server, a real database, a real browser.
 
 The database is a fresh SQLite file per test, or a fresh PostgreSQL database per test when
-``TEST_DATABASE_URL`` points at a PostgreSQL server.
+``TEST_DATABASE_URL`` points at a PostgreSQL server. Browser tests drive Debian's Chromium
+(``CHROMIUM_PATH``, by default /usr/bin/chromium) through Playwright against a ``live_server``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +23,9 @@ from sqlmodel import SQLModel
 
 from kit.db import Database, normalise_url
 from kit.natsserver import NatsServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 @pytest.fixture
@@ -70,3 +78,63 @@ def database_with_tables(url: str, *models: type[SQLModel]) -> Database:
     database = Database(url)
     SQLModel.metadata.create_all(database.engine, tables=[model.__table__ for model in models])  # type: ignore[attr-defined]
     return database
+
+
+@contextlib.contextmanager
+def live_server(app: Any, *, host: str = "127.0.0.1", startup_timeout: float = 30.0) -> Iterator[str]:
+    """Serve ``app`` (an ASGI app, lifespan included) with uvicorn in a background thread; yields its base URL.
+
+    The port is a free one chosen by the OS. On exit the server finishes its open requests, runs the
+    app's shutdown and the thread is joined.
+    """
+    import uvicorn
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="on", ws="none", log_config=None, access_log=False,
+        timeout_graceful_shutdown=5,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name=f"live-server-{port}", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the live server stopped while starting; see the log above")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the live server did not start within {startup_timeout} s")
+            time.sleep(0.02)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=startup_timeout)
+        listener.close()
+
+
+def chromium_path() -> str:
+    return os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """A headless Chromium driven by Playwright's sync API (use it from plain ``def`` tests).
+
+    Uses the system's Chromium, never a browser downloaded by ``playwright install``.
+    """
+    path = chromium_path()
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.skip(f"no Chromium at {path}: install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=path)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

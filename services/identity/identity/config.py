@@ -36,6 +36,32 @@ class IdentitySettings(ServiceSettings):
     import_max_bytes: int = 20 * 1024 * 1024
     import_max_rows: int = 100_000
 
+    # --- Login and account security (MLPS 2.0 level 3) ---
+    platform_name: str = "智慧教育平台"
+    # Signs CSRF tokens and browser-session cookies.
+    session_secret: SecretStr = SecretStr(LOCAL_SECRET_PREFIX + "browser-session-secret")
+    session_idle_seconds: int = Field(default=1800, ge=60, description="A browser session ends after this idle time")
+    session_absolute_seconds: int = Field(default=12 * 3600, ge=300)
+    login_failure_window_seconds: int = 900
+    login_failure_threshold: int = 5
+    # Each successive lockout of the same account lasts the next of these (the last one repeats).
+    lockout_seconds: list[int] = Field(default_factory=lambda: [900, 3600, 4 * 3600, 24 * 3600])
+    ip_failure_limit: int = 50  # failed logins from one address ...
+    ip_failure_window_seconds: int = 300  # ... within this window throttle that address
+    # argon2id cost (RFC 9106 second recommended option by default); tests lower it.
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 64 * 1024
+    password_hash_parallelism: int = 2
+
+    # --- OAuth 2.0 / OpenID Connect provider ---
+    authorization_code_ttl_seconds: int = Field(default=60, ge=10, le=600)
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    id_token_ttl_seconds: int = 900
+    # Keys the pairwise subject identifiers (OIDC Core 8.1) given to third-party clients.
+    pairwise_salt: SecretStr = SecretStr(LOCAL_SECRET_PREFIX + "pairwise-subject-salt")
+    oauth_max_parameter_length: int = 2048
+    oauth_purge_interval_seconds: float = Field(default=3600, gt=0)
+
 
 @lru_cache
 def get_settings() -> IdentitySettings:

@@ -12,6 +12,8 @@ from datetime import date
 from argon2 import PasswordHasher
 from sqlmodel import Session, col, select
 
+from identity.accounts import passwords
+from identity.config import get_settings
 from identity.crypto import FieldCipher
 from identity.organisations import service as organisations
 from identity.organisations.models import Organisation
@@ -59,12 +61,15 @@ def demo_resident_id(area_code: str, birth: date, sequence: int) -> str:
     return first17 + resident_id_check_character(first17)
 
 
-def load(session: Session, cipher: FieldCipher) -> list[DemoLogin] | None:
-    """Create the demo city once; returns the demo logins, or None if it was already there."""
+def load(session: Session, cipher: FieldCipher, *, hasher: PasswordHasher | None = None) -> list[DemoLogin] | None:
+    """Create the demo city once; returns the demo logins, or None if it was already there.
+
+    Demo people can sign in with DEMO_PASSWORD at once (no forced change); ``hasher`` defaults to the
+    configured argon2id cost.
+    """
     if session.exec(select(Organisation.id).where(col(Organisation.parent_id).is_(None))).first():
         return None
-    hasher = PasswordHasher()
-    password_hash = hasher.hash(DEMO_PASSWORD)
+    password_hash = passwords.hash_password(hasher or passwords.hasher_for(get_settings()), DEMO_PASSWORD)
     logins: list[DemoLogin] = []
     city = organisations.create_root(session, name=CITY)
 

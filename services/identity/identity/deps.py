@@ -29,6 +29,26 @@ class Actor:
         return self.principal.client_id
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Who acts and from where when there is no access token yet: a login page, a token request."""
+
+    person_id: str | None
+    client_id: str | None
+    source_ip: str | None
+    request_id: str | None
+
+
+def origin_of(request: Request, *, person_id: str | None = None, client_id: str | None = None) -> Origin:
+    """The audit identity of an unauthenticated (or browser-session) request."""
+    return Origin(
+        person_id=person_id,
+        client_id=client_id,
+        source_ip=request.client.host if request.client else None,
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
 def current_actor(request: Request, principal: CurrentPrincipal) -> Actor:
     actor = Actor(
         principal=principal,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 import httpx
@@ -17,18 +19,42 @@ from identity.imports.router import router as imports_router
 from identity.imports.service import ImportRunner
 from identity.keys import service as keys
 from identity.keys.router import router as keys_router
+from identity.oauth import tokens
+from identity.oauth.account_router import router as account_apps_router
+from identity.oauth.clients_router import router as oauth_clients_router
+from identity.oauth.router import router as oauth_router
+from identity.oauth.server import AuthorizationServer
 from identity.organisations.router import router as organisations_router
 from identity.people.router import router as people_router
+from identity.web.router import install as install_pages
 from kit.app import ServiceRuntime, create_service_app
 from kit.auth import JwksCache, TokenVerifier
+from kit.db import Database
 from kit.errors import Forbidden, problem_response
 from kit.migrations import upgrade
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+logger = logging.getLogger("identity")
 
 
 def migrate(settings: IdentitySettings) -> None:
     upgrade(settings.database_url, MIGRATIONS)
+
+
+async def housekeeping(database: Database, settings: IdentitySettings) -> None:
+    """Purge expired OAuth codes and token records, hourly by default."""
+
+    def purge() -> int:
+        with database.session() as session:
+            return tokens.purge_expired(session)
+
+    while True:
+        try:
+            purged = await asyncio.to_thread(purge)
+            logger.info("purged %d expired OAuth records", purged)
+        except Exception:
+            logger.exception("purging expired OAuth records failed; retrying at the next interval")
+        await asyncio.sleep(settings.oauth_purge_interval_seconds)
 
 
 def create_app(settings: IdentitySettings | None = None) -> FastAPI:
@@ -40,8 +66,11 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
             keys.ensure_signing_key(session, settings)
         if settings.run_background_workers:
             app.state.import_runner.resume_unfinished()
+            app.state.housekeeping = asyncio.create_task(housekeeping(runtime.database, settings))
 
     async def on_shutdown(runtime: ServiceRuntime) -> None:
+        if (task := getattr(app.state, "housekeeping", None)) is not None:
+            task.cancel()
         app.state.import_runner.shutdown()
         await app.state.self_client.aclose()
 
@@ -53,11 +82,21 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
             "bulk import; the audit log; and the keys that sign the platform's access tokens."
         ),
         version="0.1.0",
-        routers=[keys_router, organisations_router, people_router, imports_router, audit_router],
+        routers=[
+            keys_router,
+            oauth_router,
+            oauth_clients_router,
+            account_apps_router,
+            organisations_router,
+            people_router,
+            imports_router,
+            audit_router,
+        ],
         on_startup=on_startup,
         on_shutdown=on_shutdown,
     )
     app.state.cipher = cipher
+    app.state.oauth_server = AuthorizationServer(settings)
     app.state.import_runner = ImportRunner(
         app.state.database, cipher, max_bytes=settings.import_max_bytes, max_rows=settings.import_max_rows
     )
@@ -81,4 +120,5 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
         return problem_response(request, exc)
 
     app.add_exception_handler(Forbidden, audit_denial)
+    install_pages(app)  # login, second factor, password change, account pages; /static; the per-address throttle
     return app

@@ -5,7 +5,10 @@ Used by the service's own tests and by cross-service tests; tokens are signed wi
 
 from __future__ import annotations
 
+import asyncio
+import html
 import io
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -20,6 +23,8 @@ from contracts.auth import RoleClaim
 from identity.config import IdentitySettings
 from identity.keys import service as keys
 from identity.main import create_app, migrate
+from identity.oauth import clients
+from identity.oauth.schemas import ClientRegistration
 from identity.organisations import service as organisations
 from identity.organisations.models import Organisation
 from identity.organisations.schemas import OrganisationCreate
@@ -42,6 +47,10 @@ def settings(database_url: str, nats_server: NatsServer) -> IdentitySettings:
         public_base_url="http://identity.test",
         token_issuer="http://identity.test",
         jwks_url="http://identity.test/.well-known/jwks.json",
+        # The cheapest argon2id: tests check behaviour, not cost (the bench states the production cost).
+        password_hash_time_cost=1,
+        password_hash_memory_kib=8 * 1024,
+        password_hash_parallelism=1,
     )
     migrate(settings)
     return settings
@@ -169,3 +178,92 @@ def xlsx(rows: Sequence[Sequence[Any]], *, merge: str | None = None) -> bytes:
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class RegisteredClient:
+    client_id: str
+    secret: str | None
+
+
+def register_client(app: FastAPI, **fields: Any) -> RegisteredClient:
+    """Register an OAuth client straight through the service (what the app store's call does)."""
+    database: Database = app.state.database
+    with database.session() as session:
+        row, secret = clients.register(session, ClientRegistration(**fields), registered_by=None, production=False)
+        return RegisteredClient(client_id=row.client_id, secret=secret)
+
+
+async def all_published(app: FastAPI, timeout: float = 30.0) -> None:
+    """Wait until the outbox relay has published everything committed so far."""
+    relay = app.state.runtime.relay
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await asyncio.to_thread(relay.backlog) > 0:
+        assert asyncio.get_running_loop().time() < deadline, "the outbox was not drained in time"
+        await asyncio.sleep(0.05)
+
+
+def give_login(app: FastAPI, person: Person, username: str, password: str, *, must_change: bool = False) -> None:
+    """Give ``person`` a login name and password (through the same policy check as administrators)."""
+    from identity.accounts import service as accounts
+
+    database: Database = app.state.database
+    with database.session() as session:
+        row = session.get(Person, person.id)
+        assert row is not None
+        row.username = username
+        accounts.set_password(session, app.state.settings, row, password, must_change=must_change, actor=None)
+
+
+_HIDDEN = re.compile(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"')
+_META_REFRESH = re.compile(r'http-equiv="refresh" content="0;url=([^"]+)"')
+
+
+class Visitor:
+    """A browser stand-in over HTTP for the sign-in pages: it keeps cookies, posts forms with their hidden
+    fields (CSRF token included), and follows the provider's own redirects and continue pages, stopping
+    at a redirect to another site (a client's ``redirect_uri``)."""
+
+    def __init__(self, app: FastAPI, base_url: str = "http://identity.test") -> None:
+        self.base_url = base_url
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+    async def __aenter__(self) -> Visitor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+
+    async def follow(self, response: httpx.Response) -> httpx.Response:
+        for _ in range(10):
+            if response.is_redirect:
+                location = response.headers["location"]
+                if location.startswith("/") or location.startswith(self.base_url):
+                    response = await self.http.get(location.removeprefix(self.base_url))
+                    continue
+                return response  # leaving for the client's site
+            refresh = _META_REFRESH.search(response.text) if response.status_code == 200 else None
+            if refresh:
+                response = await self.http.get(html.unescape(refresh.group(1)))
+                continue
+            return response
+        raise AssertionError("redirect loop")
+
+    async def open(self, url: str) -> httpx.Response:
+        return await self.follow(await self.http.get(url.removeprefix(self.base_url)))
+
+    async def submit(self, page: httpx.Response, action: str, **fields: str) -> httpx.Response:
+        """Post the form on ``page`` whose action is ``action``, with its hidden fields plus ``fields``."""
+        text = page.text
+        start = text.index(f'action="{action}"')
+        form = text[start : text.index("</form>", start)]
+        data = {name: html.unescape(value) for name, value in _HIDDEN.findall(form)}
+        data.update(fields)
+        return await self.follow(await self.http.post(action, data=data))
+
+    async def sign_in(self, url: str, username: str, password: str) -> httpx.Response:
+        """Open ``url``; when it asks for a login, sign in, and return where that leads."""
+        page = await self.open(url)
+        if page.status_code == 200 and 'action="/login"' in page.text:
+            page = await self.submit(page, "/login", username=username, password=password)
+        return page

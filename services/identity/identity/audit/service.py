@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from identity.audit.models import AuditEntry
-from identity.deps import Actor
+from identity.deps import Actor, Origin
 from kit.pagination import fetch_page
 
 GENESIS_HASH = "0" * 64
@@ -56,7 +56,7 @@ def record(
     session: Session,
     *,
     action: str,
-    actor: Actor | None,
+    actor: Actor | Origin | None,
     result: str = "success",
     target_type: str | None = None,
     target_id: str | None = None,

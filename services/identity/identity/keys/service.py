@@ -98,6 +98,43 @@ def published_jwks(session: Session, *, now: datetime | None = None) -> dict[str
     return {"keys": keys}
 
 
+# Imported keys by kid: a kid's key material never changes, and importing an RSA key (decrypting it,
+# checking its CRT parameters) costs more than signing with it.
+_private_keys: dict[str, RSAKey] = {}
+_public_keys: dict[str, RSAKey] = {}
+
+
+def _private_key(settings: IdentitySettings, key_row: SigningKey) -> RSAKey:
+    key = _private_keys.get(key_row.kid)
+    if key is None:
+        key = RSAKey.import_key(json.loads(_cipher(settings).decrypt("signing_key", key_row.private_jwk_cipher)))
+        _private_keys[key_row.kid] = key
+    return key
+
+
+def private_key(session: Session, settings: IdentitySettings) -> tuple[str, RSAKey]:
+    """The current signing key (kid and key), for signing ID tokens too."""
+    key_row = signing_key(session)
+    return key_row.kid, _private_key(settings, key_row)
+
+
+def public_key(session: Session, kid: str) -> RSAKey | None:
+    """The published verification key ``kid``, or None when no such key is published."""
+    key = _public_keys.get(kid)
+    if key is not None:
+        return key
+    row = session.get(SigningKey, kid)
+    if row is None:
+        return None
+    unpublish_at = _as_utc(row.unpublish_at)
+    if unpublish_at is not None and unpublish_at <= datetime.now(UTC):
+        return None
+    key = RSAKey.import_key(json.loads(row.public_jwk))
+    if unpublish_at is None:
+        _public_keys[kid] = key  # cache only keys with no end date; rotation sets one
+    return key
+
+
 def issue_access_token(
     session: Session,
     settings: IdentitySettings,
@@ -112,7 +149,7 @@ def issue_access_token(
 ) -> str:
     """Sign an RFC 9068 JWT access token with the current key."""
     key_row = signing_key(session)
-    private_key = RSAKey.import_key(json.loads(_cipher(settings).decrypt("signing_key", key_row.private_jwk_cipher)))
+    private_key = _private_key(settings, key_row)
     issued_at = int(time.time())
     claims = AccessTokenClaims(
         iss=settings.token_issuer,

@@ -33,6 +33,7 @@ class Person(SQLModel, table=True):
     phone_masked: str | None = Field(default=None, max_length=11)
     password_hash: str | None = Field(default=None, max_length=200)
     must_change_password: bool = True
+    password_changed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     active: bool = True
     deactivated_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     deactivation_reason: str | None = Field(default=None, max_length=200)

@@ -9,9 +9,11 @@ from sqlmodel import Session
 
 from contracts.events.identity import PersonKind
 from identity import access
+from identity.accounts import sessions as browser_sessions
 from identity.audit import service as audit
 from identity.deps import Actor, ActorDep, CipherDep
 from identity.errors import PersonNotFound
+from identity.oauth import tokens
 from identity.organisations import service as organisations
 from identity.people import service
 from identity.people.models import Person, RoleGrant
@@ -144,9 +146,13 @@ def deactivate_person(session: SessionDep, actor: ActorDep, person_id: str, data
     """Deactivate an account; people are never hard-deleted."""
     person = _load_visible(session, actor, person_id, roles=ADMIN_ROLES, scope=SCOPE_PEOPLE_WRITE)
     service.deactivate(session, person, reason=data.reason)
+    # A deactivated account stops at once: its browser sessions end and every app's tokens are revoked.
+    signed_out = browser_sessions.end_all_for(session, person.id, reason="deactivated", origin=None,
+                                              org_id=person.org_id)  # fmt: skip
+    revoked = tokens.revoke_person_tokens(session, person.id, reason="account_deactivated")
     audit.record(
         session, action="person.deactivate", actor=actor, target_type="person", target_id=person.id,
-        org_id=person.org_id, detail={"reason": data.reason},
+        org_id=person.org_id, detail={"reason": data.reason, "sessions_ended": signed_out, "tokens_revoked": revoked},
     )  # fmt: skip
     return PersonRead.model_validate(person)
 

@@ -1,0 +1,1 @@
+"""Login and account security: passwords, lockout, TOTP second factor, browser sessions."""

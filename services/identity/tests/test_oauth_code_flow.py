@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from fastapi import FastAPI
@@ -465,3 +466,29 @@ async def test_deactivating_an_account_revokes_its_tokens(
             await rp.refresh_token(TOKEN, refresh_token=token["refresh_token"])
         assert refused.value.error == "invalid_grant"
         assert 'action="/login"' in (await visitor.open("/account")).text  # the browser session ended too
+
+
+async def test_prompt_login_and_max_age_ask_for_the_password_again(app: FastAPI, teacher: Person) -> None:
+    homework = homework_app(app)
+    async with Visitor(app) as visitor, relying_party(app, homework, scope="openid") as rp:
+        back, verifier, _ = await authorize(app, visitor, rp)
+        first = await rp.fetch_token(TOKEN, authorization_response=back.headers["location"], code_verifier=verifier)
+        first_auth_time = (await id_token_claims(app, first["id_token"]))["auth_time"]
+        for params in ({"prompt": "login"}, {"max_age": "300"}):
+            with app.state.database.session() as session:  # the password was checked a while ago
+                session.execute(sa.text("UPDATE browser_session SET password_verified_at = :t"),
+                                {"t": datetime.now(UTC) - timedelta(minutes=10)})  # fmt: skip
+            verifier = secrets.token_urlsafe(48)
+            url, _ = rp.create_authorization_url(AUTHORIZE, code_verifier=verifier, **params)
+            page = await visitor.open(url)
+            assert page.status_code == 200 and 'action="/login"' in page.text, params
+            back = await visitor.submit(page, "/login", username="linhuimin", password=PASSWORD)
+            assert back.is_redirect, (params, back.status_code, back.text[-1500:])
+            assert back.headers["location"].startswith(CALLBACK), params
+            token = await rp.fetch_token(TOKEN, authorization_response=back.headers["location"], code_verifier=verifier)
+            assert (await id_token_claims(app, token["id_token"]))["auth_time"] > first_auth_time - 1
+
+        verifier = secrets.token_urlsafe(48)
+        url, _ = rp.create_authorization_url(AUTHORIZE, code_verifier=verifier, max_age="300")
+        recent = await visitor.open(url)  # signed in a moment ago: no new login needed
+        assert recent.is_redirect and recent.headers["location"].startswith(CALLBACK)

@@ -198,6 +198,7 @@ class _Outcome:
 
     response: tuple[int, Any, dict[str, str]] | None = None
     login: bool = False
+    reauthenticate: bool = False  # end the current login first (prompt=login, or max_age exceeded)
     consent: dict[str, Any] | None = None
     error_page: str | None = None
 
@@ -223,7 +224,10 @@ def _authorize(
         params = dict(query)
         prompts = params.get("prompt", "").split()
         max_age = params.get("max_age", "")
-        if login is not None and max_age.isdigit() and time.time() - login.authenticated_at.timestamp() > int(max_age):
+        too_old = (
+            login is not None and max_age.isdigit() and time.time() - login.authenticated_at.timestamp() > int(max_age)
+        )
+        if too_old:
             login = None  # authenticated too long ago for this client: sign in again
         oauth_request.user = _owner(login) if login else None
         try:
@@ -237,7 +241,7 @@ def _authorize(
         if login is None or ("login" in prompts and decision is None):
             if "none" in prompts:
                 return _Outcome(response=_redirect_error(server, oauth_request, grant, "login_required"))
-            return _Outcome(login=True)
+            return _Outcome(login=True, reauthenticate=too_old or "login" in prompts)
         person = login.person
         requested = (params.get("scope") or "").split()
         verdict = consents.decide(ex.session, client.row, person, requested)
@@ -326,14 +330,11 @@ async def _finish_authorize(request: Request, outcome: _Outcome, query: list[tup
     if outcome.response is not None:
         return _as_response(outcome.response)
     if outcome.login:
+        # Come back without prompt=login, or the fresh login would be asked for again, forever.
         kept = [(k, v) for k, v in query if k != "prompt"] + [
-            ("prompt", p) for k, v in query if k == "prompt" for p in v.split() if p not in ("login",)
+            ("prompt", p) for k, v in query if k == "prompt" for p in v.split() if p != "login"
         ]
-        return login_redirect(
-            request,
-            "/oauth/authorize?" + urlencode(kept),
-            force=any(k == "prompt" and "login" in v.split() for k, v in query),
-        )
+        return login_redirect(request, "/oauth/authorize?" + urlencode(kept), force=outcome.reauthenticate)
     if outcome.consent is not None:
         # The form's answer ends in a redirect to the client, which CSP form-action must allow.
         origin = outcome.consent["redirect_origin"]

@@ -163,6 +163,7 @@ def login_page(
         store.end(session, row, reason="reauth", origin=origin_of(request, person_id=row.person_id),
                   org_id=person.org_id if person else None)  # fmt: skip
         ended = True
+        request.state.session_token = ""  # the form's CSRF token must not be bound to the ended session
     elif row is not None and sessions.person_of(request, session, row) is not None:
         sessions.refresh_requirements(session, row)
         if store.is_complete(row):

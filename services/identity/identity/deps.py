@@ -9,7 +9,10 @@ from fastapi import Depends, Request
 
 from identity.config import IdentitySettings
 from identity.crypto import FieldCipher
-from kit.auth import CurrentPrincipal, Principal
+from identity.oauth.models import IssuedAccessToken
+from kit.auth import REALM, CurrentPrincipal, Principal
+from kit.db import Database
+from kit.errors import Unauthenticated
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,20 @@ def origin_of(request: Request, *, person_id: str | None = None, client_id: str 
     )
 
 
+def _revoked(request: Request, token_id: str) -> bool:
+    """Identity issued the token, so it honours its own revocations at once (others learn by event)."""
+    database: Database = request.app.state.database
+    with database.read_session() as session:
+        row = session.get(IssuedAccessToken, token_id)
+        return row is not None and row.revoked_at is not None
+
+
 def current_actor(request: Request, principal: CurrentPrincipal) -> Actor:
+    if _revoked(request, principal.token_id):
+        raise Unauthenticated(
+            "The access token has been revoked; obtain a new one.",
+            headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'},
+        )
     actor = Actor(
         principal=principal,
         source_ip=request.client.host if request.client else None,

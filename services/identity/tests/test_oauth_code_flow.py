@@ -205,7 +205,11 @@ async def test_revocation_then_introspection(app: FastAPI, client: httpx.AsyncCl
         )
         assert refresh_seen.json()["active"] is True and refresh_seen.json()["token_type"] == "refresh_token"
 
+        api = bearer(token["access_token"])
+        assert (await client.get("/organisations", headers=api)).status_code == 403  # valid, but not its scope
         await rp.revoke_token(f"{BASE}/oauth/revoke", token=token["refresh_token"], token_type_hint="refresh_token")
+        refused = await client.get("/organisations", headers=api)  # the issuer honours its revocation at once
+        assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
         for value in (token["access_token"], token["refresh_token"]):
             seen = await client.post("/oauth/introspect", data={"token": value}, auth=auth)
             assert seen.json() == {"active": False}

@@ -69,3 +69,9 @@ class InactiveRecord(Conflict):
     slug = "identity/inactive-record"
     title_zh = "记录已停用"
     title_en = "Record is deactivated"
+
+
+class NoLoginName(Conflict):
+    slug = "identity/no-login-name"
+    title_zh = "该账号没有登录名"
+    title_en = "The account has no login name"

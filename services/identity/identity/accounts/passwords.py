@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -177,3 +178,18 @@ def check_policy(
             "The new password must differ from the current one.",
         ))  # fmt: skip
     return violations
+
+
+# Characters easy to read out and type: no 0/O, 1/l/I.
+_UPPER = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+_LOWER = "abcdefghijkmnopqrstuvwxyz"
+_DIGITS = "23456789"
+_SYMBOLS = "#@%+=?"
+
+
+def generate_initial_password() -> str:
+    """A random initial password an administrator hands out (about 64 bits), which meets the policy."""
+    chosen = [secrets.choice(_UPPER) for _ in range(3)] + [secrets.choice(_LOWER) for _ in range(4)]
+    chosen += [secrets.choice(_DIGITS) for _ in range(4)] + [secrets.choice(_SYMBOLS)]
+    secrets.SystemRandom().shuffle(chosen)
+    return "".join(chosen)

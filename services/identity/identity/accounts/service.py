@@ -131,6 +131,15 @@ def clear_failures(session: Session, key: str) -> None:
         session.flush()
 
 
+def lift_lockout(session: Session, key: str) -> None:
+    """An administrator reset the account: any lockout ends and failures start over."""
+    row = session.get(LoginThrottle, key)
+    if row is not None:
+        row.failures, row.window_started_at, row.locked_until = 0, None, None
+        session.add(row)
+        session.flush()
+
+
 # ------------------------------------------------------------------------------------------------ login
 
 LoginStatus = Literal["ok", "invalid", "locked", "disabled"]

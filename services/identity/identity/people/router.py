@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 from sqlmodel import Session
 
 from contracts.events.identity import PersonKind
 from identity import access
+from identity.accounts import passwords
+from identity.accounts import service as accounts
 from identity.accounts import sessions as browser_sessions
 from identity.audit import service as audit
-from identity.deps import Actor, ActorDep, CipherDep
-from identity.errors import PersonNotFound
+from identity.deps import Actor, ActorDep, CipherDep, SettingsDep
+from identity.errors import InactiveRecord, NoLoginName, PersonNotFound
 from identity.oauth import tokens
 from identity.organisations import service as organisations
 from identity.people import service
@@ -20,6 +22,7 @@ from identity.people.models import Person, RoleGrant
 from identity.people.schemas import (
     GuardianLinkCreate,
     GuardianLinkRead,
+    InitialPassword,
     PersonCreate,
     PersonDeactivate,
     PersonRead,
@@ -155,6 +158,27 @@ def deactivate_person(session: SessionDep, actor: ActorDep, person_id: str, data
         org_id=person.org_id, detail={"reason": data.reason, "sessions_ended": signed_out, "tokens_revoked": revoked},
     )  # fmt: skip
     return PersonRead.model_validate(person)
+
+
+@router.post("/{person_id}/initial-password", response_model=InitialPassword)
+def issue_initial_password(
+    session: SessionDep, actor: ActorDep, settings: SettingsDep, cipher: CipherDep, person_id: str, response: Response
+) -> InitialPassword:
+    """Give an account (an imported one, or one whose owner forgot the password) a one-time initial password.
+
+    The person must choose their own at the next login; their browser sessions end and a lockout is lifted.
+    """
+    person = _load_visible(session, actor, person_id, roles=ADMIN_ROLES, scope=SCOPE_PEOPLE_WRITE)
+    if not person.active:
+        raise InactiveRecord("A deactivated account cannot be given a password; reactivate it first.")
+    if not person.username:
+        raise NoLoginName("This person has no login name yet; set a username first.")
+    password = passwords.generate_initial_password()
+    accounts.set_password(session, settings, person, password, must_change=True, actor=actor)
+    accounts.lift_lockout(session, accounts.account_key(cipher, person.username))
+    browser_sessions.end_all_for(session, person.id, reason="password_reset", origin=None, org_id=person.org_id)
+    response.headers["Cache-Control"] = "no-store"
+    return InitialPassword(person_id=person.id, username=person.username, initial_password=password)
 
 
 @router.get("/{person_id}/roles", response_model=list[RoleGrantRead])

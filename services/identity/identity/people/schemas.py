@@ -118,3 +118,12 @@ class GuardianLinkRead(BaseModel):
     relationship: GuardianRelationship
     active: bool
     created_at: datetime
+
+
+class InitialPassword(BaseModel):
+    """A one-time initial password for an administrator to hand out; the person must change it at first login."""
+
+    person_id: str
+    username: str
+    initial_password: str = Field(description="Shown once; it is stored only as an argon2id hash")
+    must_change_password: bool = True

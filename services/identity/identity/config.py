@@ -60,6 +60,8 @@ class IdentitySettings(ServiceSettings):
     # Keys the pairwise subject identifiers (OIDC Core 8.1) given to third-party clients.
     pairwise_salt: SecretStr = SecretStr(LOCAL_SECRET_PREFIX + "pairwise-subject-salt")
     oauth_max_parameter_length: int = 2048
+    # Threads that run the OAuth exchanges (authlib is synchronous); more only add GIL hand-offs.
+    oauth_threads: int = Field(default=4, ge=1, le=64)
     oauth_purge_interval_seconds: float = Field(default=3600, gt=0)
 
 

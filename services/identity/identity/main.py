@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -72,6 +73,7 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
         if (task := getattr(app.state, "housekeeping", None)) is not None:
             task.cancel()
         app.state.import_runner.shutdown()
+        app.state.oauth_executor.shutdown(wait=True)
         await app.state.self_client.aclose()
 
     app = create_service_app(
@@ -97,6 +99,7 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
     )
     app.state.cipher = cipher
     app.state.oauth_server = AuthorizationServer(settings)
+    app.state.oauth_executor = ThreadPoolExecutor(settings.oauth_threads, thread_name_prefix="oauth")
     app.state.import_runner = ImportRunner(
         app.state.database, cipher, max_bytes=settings.import_max_bytes, max_rows=settings.import_max_rows
     )

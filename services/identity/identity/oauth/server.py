@@ -11,10 +11,10 @@ import hashlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,7 +70,16 @@ class Exchange:
     cipher: FieldCipher
     origin: Origin
     released_scope: str | None = None  # set by the consent step: what the code will carry
-    events: list[str] = field(default_factory=list)
+    # When set, the exchange ran in a read session and its few writes (token record, audit entry) are
+    # queued here and applied in one short write transaction after it: signing a client-credentials
+    # token then holds no write lock.
+    deferred_writes: list[Callable[[Session], object]] | None = None
+
+    def write(self, change: Callable[[Session], object]) -> None:
+        if self.deferred_writes is not None:
+            self.deferred_writes.append(change)
+        else:
+            change(self.session)
 
 
 _exchange: ContextVar[Exchange] = ContextVar("oauth_exchange")
@@ -91,15 +100,17 @@ def exchange(value: Exchange) -> Iterator[Exchange]:
 
 def _audit(action: str, *, result: str = "success", person: Person | None = None, **detail: Any) -> None:
     ex = current()
-    audit.record(
-        ex.session,
-        action=action,
-        actor=ex.origin,
-        result=result,
-        target_type="person" if person else None,
-        target_id=person.id if person else None,
-        org_id=person.org_id if person else None,
-        detail=detail,
+    ex.write(
+        lambda session: audit.record(
+            session,
+            action=action,
+            actor=ex.origin,
+            result=result,
+            target_type="person" if person else None,
+            target_id=person.id if person else None,
+            org_id=person.org_id if person else None,
+            detail=detail,
+        )
     )
 
 
@@ -580,6 +591,7 @@ class AuthorizationServer(_AuthorizationServer):
                 person_id=None,
                 scope=scope,
                 grant_id=None,
+                store=lambda row: ex.write(lambda session: session.add(row)),
             )
             _audit(
                 "oauth.token_issued",

@@ -13,6 +13,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,8 +70,9 @@ def issue_access_token(
     grant_id: str | None,
     auth_time: int | None = None,
     amr: list[str] | None = None,
+    store: Callable[[IssuedAccessToken], object] | None = None,
 ) -> IssuedToken:
-    """Sign an access token for ``client`` and record its ``jti``."""
+    """Sign an access token for ``client`` and record its ``jti`` (in ``session``, or through ``store``)."""
     roles = roles_for(session, person_id) if person_id else []
     extra: dict[str, Any] = {}
     if auth_time is not None:
@@ -90,18 +92,17 @@ def issue_access_token(
         extra_claims={"jti": jti, **extra},
     )
     now = datetime.now(UTC)
-    session.add(
-        IssuedAccessToken(
-            jti=jti,
-            client_id=client.client_id,
-            subject=subject,
-            person_id=person_id,
-            grant_id=grant_id,
-            scope=scope,
-            issued_at=now,
-            expires_at=now + timedelta(seconds=ttl),
-        )
+    row = IssuedAccessToken(
+        jti=jti,
+        client_id=client.client_id,
+        subject=subject,
+        person_id=person_id,
+        grant_id=grant_id,
+        scope=scope,
+        issued_at=now,
+        expires_at=now + timedelta(seconds=ttl),
     )
+    (store or session.add)(row)
     return IssuedToken(access_token=token, jti=jti, expires_in=ttl, subject=subject)
 
 

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run test lint format typecheck contracts bench bench-outbox bench-import clean
+.PHONY: help install run test lint format typecheck contracts bench bench-outbox bench-import bench-oauth clean
 
 help:
 	@echo "make run        start the whole platform with demo data"
@@ -53,13 +53,16 @@ typecheck: install
 contracts: install
 	$(BIN)/python -m contracts.generate
 
-bench: bench-outbox bench-import
+bench: bench-outbox bench-import bench-oauth
 
 bench-outbox: install
 	$(BIN)/python bench/outbox_throughput.py
 
 bench-import: install
 	$(BIN)/python bench/import_students.py
+
+bench-oauth: install
+	$(BIN)/python bench/oauth_throughput.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

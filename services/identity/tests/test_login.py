@@ -402,3 +402,31 @@ async def test_audit_log_records_logins_without_names_or_passwords(
     assert json.loads(login_entries[3].detail)["amr"] == ["pwd"]
     everything = " ".join(e.detail for e in entries)
     assert "no.such.person" not in everything and "Secret#Guess" not in everything and PASSWORD not in everything
+
+
+def test_a_password_checked_before_the_transaction_counts_only_against_the_same_hash(
+    app: FastAPI, directory: Directory, settings: IdentitySettings
+) -> None:
+    """The hash runs outside the login's transaction; if the password changed meanwhile, it is checked again."""
+    give_password(app, directory.teacher_a)
+    username = "teacher.lin"
+    with directory.database.session() as session:
+        row = session.get(Person, directory.teacher_a.id)
+        assert row is not None
+        row.username = username
+        session.add(row)
+    database = app.state.database
+    origin = Origin(None, None, "10.1.2.3", None)
+    checked = accounts.check_password_outside_transaction(database, settings, username, PASSWORD)
+    assert checked.verified and checked.password_hash is not None
+
+    give_password(app, directory.teacher_a, "Another#Pass2026")  # changed between the check and the login
+    with database.session() as session:
+        outcome = accounts.authenticate(session, settings, app.state.cipher, username=username, password=PASSWORD,
+                                        origin=origin, checked=checked)  # fmt: skip
+    assert outcome.status == "invalid"
+    with database.session() as session:
+        fresh = accounts.check_password_outside_transaction(database, settings, username, "Another#Pass2026")
+        outcome = accounts.authenticate(session, settings, app.state.cipher, username=username,
+                                        password="Another#Pass2026", origin=origin, checked=fresh)  # fmt: skip
+    assert outcome.status == "ok"

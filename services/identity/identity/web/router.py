@@ -185,8 +185,9 @@ def login(request: Request, session: SessionDep, settings: SettingsDep, cipher: 
     password = form.get("password", "")
     if not username or not password:
         return _login_page(request, next_url, _t(request, "login.blank"), username=username[:MAX_USERNAME_INPUT])
+    checked = accounts.check_password_outside_transaction(request.app.state.database, settings, username, password)
     outcome = accounts.authenticate(
-        session, settings, cipher, username=username, password=password, origin=origin_of(request)
+        session, settings, cipher, username=username, password=password, origin=origin_of(request), checked=checked
     )
     shown_name = username[:MAX_USERNAME_INPUT]
     if outcome.status in ("invalid", "locked"):

@@ -267,3 +267,17 @@ class Visitor:
         if page.status_code == 200 and 'action="/login"' in page.text:
             page = await self.submit(page, "/login", username=username, password=password)
         return page
+
+
+def csrf_token_in(html: str) -> str:
+    """The CSRF token of the (first) form on a page."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def message_in(html: str) -> str:
+    """The text of a page's form message (error, notice)."""
+    match = re.search(r'id="form-message"[^>]*>\s*<p>(.*?)</p>', html, re.S)
+    assert match, html
+    return match.group(1)

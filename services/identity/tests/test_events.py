@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from nats.aio.msg import Msg
 from sqlmodel import select
 
-from identity.testing import Directory, TokenFactory, bearer, resident_id
+from identity.testing import Directory, TokenFactory, all_published, bearer, resident_id
 from kit.natsserver import NatsServer
 from kit.outbox import OutboxEvent
 
@@ -31,14 +31,6 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
     """Fail instead of hanging when something blocks."""
     async with asyncio.timeout(seconds):
         return await awaitable
-
-
-async def all_published(app: FastAPI, timeout: float = 30.0) -> None:
-    relay = app.state.runtime.relay
-    deadline = asyncio.get_running_loop().time() + timeout
-    while await asyncio.to_thread(relay.backlog) > 0:
-        assert asyncio.get_running_loop().time() < deadline, "the outbox was not drained in time"
-        await asyncio.sleep(0.1)
 
 
 async def stream_messages(url: str) -> list[Msg]:

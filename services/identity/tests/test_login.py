@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -22,7 +21,7 @@ from identity.config import IdentitySettings
 from identity.deps import Origin
 from identity.people import service as people
 from identity.people.models import Person
-from identity.testing import Directory
+from identity.testing import Directory, csrf_token_in, message_in
 from identity.web.sessions import safe_next
 
 PASSWORD = "Xiamen#Bay2026"
@@ -32,18 +31,6 @@ CSP = (
     "base-uri 'none'"
 )
 ORIGIN = Origin(person_id=None, client_id=None, source_ip="203.0.113.9", request_id=None)
-
-
-def csrf_token_in(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, html
-    return match.group(1)
-
-
-def message_in(html: str) -> str:
-    match = re.search(r'id="form-message"[^>]*>\s*<p>(.*?)</p>', html, re.S)
-    assert match, html
-    return match.group(1)
 
 
 def give_password(app: FastAPI, person: Person, password: str = PASSWORD, *, must_change: bool = False) -> None:

@@ -20,25 +20,13 @@ from identity.config import IdentitySettings
 from identity.deps import Origin
 from identity.people import service as people
 from identity.people.models import Person, RoleGrant
-from identity.testing import Directory
+from identity.testing import Directory, csrf_token_in, message_in
 from identity.web import sessions
 
 INITIAL = "Chushi#Mima2026"
 PASSWORD = "Lujiang#Bay7"
 ADMIN = "13900000003"  # the school admin's username (her phone number)
 ORIGIN = Origin(person_id=None, client_id=None, source_ip="203.0.113.9", request_id=None)
-
-
-def csrf_token_in(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, html
-    return match.group(1)
-
-
-def message_in(html: str) -> str:
-    match = re.search(r'id="form-message"[^>]*>\s*<p>(.*?)</p>', html, re.S)
-    assert match, html
-    return match.group(1)
 
 
 async def post(client: httpx.AsyncClient, url: str, **fields: str) -> httpx.Response:

@@ -14,6 +14,7 @@ from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from contracts.scopes import SCOPES_BY_ID
@@ -231,8 +232,13 @@ def subject_for(session: Session, client: OAuthClient, person_id: str, *, salt: 
     mac = hmac.new(salt.encode(), f"{client.sector_identifier}|{person_id}".encode(), hashlib.sha256).digest()
     subject = urlsafe_b64encode(mac).decode().rstrip("=")
     if session.get(PairwiseSubject, subject) is None:
-        session.add(PairwiseSubject(subject=subject, sector_identifier=client.sector_identifier, person_id=person_id))
-        session.flush()
+        try:
+            with session.begin_nested():  # two first sign-ins at once: the second finds the row there
+                session.add(
+                    PairwiseSubject(subject=subject, sector_identifier=client.sector_identifier, person_id=person_id)
+                )
+        except IntegrityError:
+            pass
     return subject
 
 

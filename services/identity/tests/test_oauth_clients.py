@@ -414,3 +414,28 @@ async def test_expired_records_are_purged_and_live_ones_kept(app: FastAPI, clien
         assert tokens.purge_expired(session) == 1
     with app.state.database.session() as session:
         assert len(session.exec(select(IssuedAccessToken)).all()) == 2
+
+
+async def test_a_rotated_secret_replaces_the_old_one_and_updates_apply(
+    app: FastAPI, client: httpx.AsyncClient, directory: Directory, token_for: TokenFactory
+) -> None:
+    vendor = vendor_backend(app)
+    admin = bearer(token_for(directory.city_admin, scopes=("clients.manage",)))
+    rotated = await client.post(f"/oauth/clients/{vendor.client_id}/secret", headers=admin)
+    assert rotated.status_code == 200
+    new_secret = rotated.json()["client_secret"]
+    old = await client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                            auth=(vendor.client_id, vendor.secret or ""))  # fmt: skip
+    assert old.json()["error"] == "invalid_client"
+    fresh = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(vendor.client_id, new_secret)
+    )
+    assert fresh.status_code == 200
+
+    narrowed = await client.patch(f"/oauth/clients/{vendor.client_id}", json={"scope": "org.read"}, headers=admin)
+    assert narrowed.status_code == 200 and narrowed.json()["scope"] == "org.read"
+    refused = await client.post("/oauth/token", data={"grant_type": "client_credentials", "scope": "metering.report"},
+                                auth=(vendor.client_id, new_secret))  # fmt: skip
+    assert refused.json()["error"] == "invalid_scope"
+    bad = await client.patch(f"/oauth/clients/{vendor.client_id}", json={"scope": "people.write"}, headers=admin)
+    assert bad.status_code == 422

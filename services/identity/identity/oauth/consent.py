@@ -240,12 +240,3 @@ def subject_for(session: Session, client: OAuthClient, person_id: str, *, salt: 
         except IntegrityError:
             pass
     return subject
-
-
-def person_for_subject(session: Session, client: OAuthClient, subject: str) -> Person | None:
-    if client.subject_type == "public":
-        return session.get(Person, subject)
-    row = session.get(PairwiseSubject, subject)
-    if row is None or row.sector_identifier != client.sector_identifier:
-        return None
-    return session.get(Person, row.person_id)

@@ -139,11 +139,6 @@ def find_refresh_token(session: Session, token: str) -> RefreshToken | None:
     return session.get(RefreshToken, digest(token))
 
 
-def refresh_token_usable(row: RefreshToken, *, now: datetime | None = None) -> bool:
-    now = now or datetime.now(UTC)
-    return row.rotated_at is None and row.revoked_at is None and as_utc(row.expires_at) > now
-
-
 # ------------------------------------------------------------------------------------------ revoking
 
 

@@ -298,6 +298,10 @@ async def test_a_child_under_14_needs_a_guardian_for_personal_information(app: F
         token = await rp.fetch_token(TOKEN, authorization_response=back.headers["location"], code_verifier=verifier)
         assert token["scope"] == "openid"  # the name waits for a guardian
         assert "name" not in (await rp.get("/oauth/userinfo")).json()
+        # Signing in again while the guardian has not decided: no screen, straight back to the app.
+        url, _ = rp.create_authorization_url(AUTHORIZE, code_verifier=secrets.token_urlsafe(48))
+        again = await child_browser.open(url)
+        assert again.is_redirect and again.headers["location"].startswith(CALLBACK)
 
     async with Visitor(app) as mother_browser:
         apps = await mother_browser.sign_in("/account/apps", "wanglijuan", PASSWORD)

@@ -80,9 +80,11 @@ def decide(session: Session, client: OAuthClient, person: Person, requested: lis
     if needs_guardian(person):
         withheld = [s for s in sensitive(wanted) if s not in already]
         releasable = [s for s in wanted if s not in withheld]
+        # Scopes already put to a guardian are not asked about again at every sign-in of the child.
+        asked = guardian_asked(session, person.id, client.client_id)
         return ConsentDecision(
             to_release=releasable,
-            needs_prompt=any(s not in already for s in releasable) or bool(withheld),
+            needs_prompt=any(s not in already for s in releasable) or any(s not in asked for s in withheld),
             withheld_for_guardian=withheld,
         )
     return ConsentDecision(
@@ -135,6 +137,16 @@ def withdraw(session: Session, *, person: Person, client_id: str, withdrawn_by: 
         detail={"client_id": client_id, "tokens_revoked": revoked, "withdrawn_by": withdrawn_by},
     )
     return revoked
+
+
+def guardian_asked(session: Session, student_id: str, client_id: str) -> set[str]:
+    """Scopes of this client already put to the child's guardians (pending or decided)."""
+    rows = session.exec(
+        select(GuardianConsentRequest.scope).where(
+            GuardianConsentRequest.student_id == student_id, GuardianConsentRequest.client_id == client_id
+        )
+    ).all()
+    return {scope_id for scope in rows for scope_id in scope.split()}
 
 
 def request_guardian_consent(session: Session, *, student: Person, client: OAuthClient, scopes: list[str]) -> None:

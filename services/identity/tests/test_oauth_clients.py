@@ -27,7 +27,7 @@ from sqlmodel import select
 from identity.audit.models import AuditEntry
 from identity.config import IdentitySettings
 from identity.oauth import tokens
-from identity.oauth.models import IssuedAccessToken
+from identity.oauth.models import IssuedAccessToken, OAuthClient
 from identity.testing import Directory, RegisteredClient, TokenFactory, all_published, bearer, register_client
 from kit.auth import JwksCache, TokenVerifier
 from kit.natsserver import NatsServer
@@ -439,3 +439,23 @@ async def test_a_rotated_secret_replaces_the_old_one_and_updates_apply(
     assert refused.json()["error"] == "invalid_scope"
     bad = await client.patch(f"/oauth/clients/{vendor.client_id}", json={"scope": "people.write"}, headers=admin)
     assert bad.status_code == 422
+
+
+async def test_an_expired_token_is_inactive_and_refused(
+    app: FastAPI, client: httpx.AsyncClient, settings: IdentitySettings, directory: Directory
+) -> None:
+    gateway = vendor_backend(app, client_name="网关", scope="tokens.introspect", first_party=True)
+    expired_settings = settings.model_copy(update={"access_token_ttl_seconds": -120})  # expired two minutes ago
+    with app.state.database.session() as session:
+        row = session.get(OAuthClient, gateway.client_id)
+        assert row is not None
+        issued = tokens.issue_access_token(
+            session, expired_settings, client=row, subject=directory.city_admin.id, person_id=directory.city_admin.id,
+            scope="openid org.read", grant_id=None,
+        )  # fmt: skip
+    seen = await client.post("/oauth/introspect", data={"token": issued.access_token},
+                             auth=(gateway.client_id, gateway.secret or ""))  # fmt: skip
+    assert seen.json() == {"active": False}
+    assert (await client.get("/oauth/userinfo", headers=bearer(issued.access_token))).status_code == 401
+    api = await client.get("/organisations", headers=bearer(issued.access_token))
+    assert api.status_code == 401 and "expired" in api.json()["detail"].lower()

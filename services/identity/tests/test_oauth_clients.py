@@ -6,6 +6,7 @@ The client side is authlib's httpx OAuth client (a real OAuth library), talking 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -24,6 +25,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from sqlmodel import select
 
+from identity.audit import service as audit
 from identity.audit.models import AuditEntry
 from identity.config import IdentitySettings
 from identity.oauth import tokens
@@ -459,3 +461,22 @@ async def test_an_expired_token_is_inactive_and_refused(
     assert (await client.get("/oauth/userinfo", headers=bearer(issued.access_token))).status_code == 401
     api = await client.get("/organisations", headers=bearer(issued.access_token))
     assert api.status_code == 401 and "expired" in api.json()["detail"].lower()
+
+
+async def test_concurrent_token_requests_each_get_their_record_and_audit_entry(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Tokens issued at the same time are recorded together (group commit): none lost, the audit chain intact."""
+    vendor = vendor_backend(app)
+    auth = (vendor.client_id, vendor.secret or "")
+    responses = await asyncio.gather(
+        *(client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=auth) for _ in range(40))
+    )
+    jtis = {claims_of(response.json()["access_token"])["jti"] for response in responses}
+    assert len(jtis) == 40
+    with app.state.database.session() as session:
+        recorded = set(session.exec(select(IssuedAccessToken.jti)).all())
+        issued_entries = session.exec(select(AuditEntry).where(AuditEntry.action == "oauth.token_issued")).all()
+        assert jtis <= recorded
+        assert {json.loads(entry.detail)["jti"] for entry in issued_entries} >= jtis
+        assert audit.verify_chain(session).intact

@@ -443,6 +443,9 @@ async def test_rp_initiated_logout(app: FastAPI, teacher: Person) -> None:
             )
         )
         assert page.status_code == 200
+        tampered = await visitor.submit(page, "/oauth/logout", redirect="https://evil.example/")
+        assert tampered.status_code == 400  # the form's redirect is checked again, against the client's URIs
+        assert 'action="/login"' not in (await visitor.open("/account")).text  # still signed in
         gone = await visitor.submit(page, "/oauth/logout")
         assert gone.headers["location"] == "https://homework.example.com/bye?state=bye-1"
         assert 'action="/login"' in (await visitor.open("/account")).text  # signed out

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from contracts.scopes import SCOPES_BY_ID
 from identity.oauth.errors import ClientNotFound, InvalidClientMetadata
@@ -201,10 +201,3 @@ def rotate_secret(session: Session, client: OAuthClient) -> str:
     session.add(client)
     session.flush()
     return secret
-
-
-def list_all(session: Session, *, app_id: str | None = None) -> list[OAuthClient]:
-    query = select(OAuthClient).order_by(col(OAuthClient.created_at))
-    if app_id:
-        query = query.where(OAuthClient.app_id == app_id)
-    return list(session.exec(query).all())

@@ -517,29 +517,29 @@ async def logout(request: Request) -> Response:
     hint = params.get("id_token_hint")
     target = params.get("post_logout_redirect_uri")
 
-    def work(ex: Exchange) -> tuple[str | None, str | None]:
+    def work(ex: Exchange) -> tuple[str | None, str | None, str]:
         redirect: str | None = None
         client_id = params.get("client_id")
         if hint:
             found = _id_token_client(ex, hint)
             if found is None:
-                return None, "The id_token_hint is not a token this provider issued."
+                return None, "The id_token_hint is not a token this provider issued.", ""
             client_id = found[0]
         if target:
             client = client_store.find_active(ex.session, client_id) if client_id else None
             if client is None or target not in client_store.json_list(client.post_logout_redirect_uris):
-                return None, "post_logout_redirect_uri is not registered for this client."
+                return None, "post_logout_redirect_uri is not registered for this client.", ""
             redirect = target
-        return redirect, None
+        return redirect, None, client_id or ""
 
-    redirect, error = await run_exchange(request, work)
+    redirect, error, client_id = await run_exchange(request, work)
     if error:
         return render(request, "oauth_error.html", {"message": error}, status_code=400)
     origin = _origin(redirect or "")
     return render(
         request,
         "oauth_logout.html",
-        {"redirect": redirect or "", "state": params.get("state", "")},
+        {"redirect": redirect or "", "state": params.get("state", ""), "client_id": client_id},
         form_action=[origin] if origin else [],
     )
 
@@ -551,26 +551,22 @@ async def logout_confirmed(request: Request) -> Response:
     redirect = form.get("redirect") or ""
     state = form.get("state") or ""
 
-    def work(ex: Exchange) -> Response:
+    client_id = form.get("client_id") or ""
+
+    def work(ex: Exchange) -> Response | None:
         if redirect:
-            target = redirect + (
-                ("&" if urlsplit(redirect).query else "?") + urlencode({"state": state}) if state else ""
-            )
-            response: Response = RedirectResponse(target, status_code=303)
+            # Checked when the page was shown; checked again, since the form came back from the browser.
+            client = client_store.find_active(ex.session, client_id) if client_id else None
+            if client is None or redirect not in client_store.json_list(client.post_logout_redirect_uris):
+                return None
+            query = ("&" if urlsplit(redirect).query else "?") + urlencode({"state": state}) if state else ""
+            response: Response = RedirectResponse(redirect + query, status_code=303)
         else:
             response = RedirectResponse("/login", status_code=303)
         end_browser_session(request, ex.session, response)
         return response
 
-    # ``redirect`` was checked against the client's registered URIs when the page was shown; check again.
-    def allowed(ex: Exchange) -> bool:
-        if not redirect:
-            return True
-        return any(
-            redirect in client_store.json_list(client.post_logout_redirect_uris)
-            for client in client_store.list_all(ex.session)
-        )
-
-    if not await run_exchange(request, allowed):
+    response = await run_exchange(request, work)
+    if response is None:
         return render(request, "oauth_error.html", {"message": "post_logout_redirect_uri"}, status_code=400)
-    return await run_exchange(request, work)
+    return response

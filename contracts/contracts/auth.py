@@ -33,3 +33,8 @@ class AccessTokenClaims(BaseModel):
     client_id: str
     scope: str = ""
     roles: list[RoleClaim] = Field(default_factory=list)
+    app_id: str | None = Field(
+        default=None,
+        description="Present only on tokens of a vendor's app: the app store's app (or the client id when the client "
+        "was registered outside the app store). The gateway confines such tokens to the schools that installed the app.",
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, FastAPI
@@ -18,7 +18,7 @@ from contracts.events import StreamSpec
 from kit.auth import JwksCache, TokenVerifier
 from kit.db import Database
 from kit.errors import install_problem_handlers
-from kit.health import health_router
+from kit.health import Check, health_router
 from kit.inbox import EventConsumer, Handler
 from kit.messaging import NatsLink
 from kit.outbox import OutboxRelay
@@ -61,6 +61,8 @@ def create_service_app(
     on_startup: Callable[[ServiceRuntime], Awaitable[None]] | None = None,
     on_shutdown: Callable[[ServiceRuntime], Awaitable[None]] | None = None,
     openapi_tags: list[dict[str, str]] | None = None,
+    readiness_checks: Mapping[str, Check] | None = None,
+    serve_openapi: bool = True,
 ) -> FastAPI:
     configure_logging(settings)
     configure_tracing(settings)
@@ -111,6 +113,7 @@ def create_service_app(
         version=version,
         lifespan=lifespan,
         openapi_tags=openapi_tags,
+        **({} if serve_openapi else {"openapi_url": None, "docs_url": None, "redoc_url": None}),
     )
     app.state.settings = settings
     app.state.database = database
@@ -121,7 +124,11 @@ def create_service_app(
     )
     install_problem_handlers(app)
     instrument_app(app, database.engine)
-    app.include_router(health_router(database, link if settings.run_background_workers else None))
+    app.include_router(
+        health_router(
+            database, link if settings.run_background_workers else None, extra_checks=readiness_checks
+        )
+    )
     app.include_router(metrics_router())
     for router in routers:
         app.include_router(router)

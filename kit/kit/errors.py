@@ -160,6 +160,49 @@ class ServiceUnavailable(Problem):
     title_en = "Service unavailable"
 
 
+class RequestTimeout(Problem):
+    """The client stopped sending its request before it was complete."""
+
+    status = 408
+    slug = "request-timeout"
+    title_zh = "请求发送超时"
+    title_en = "Request timeout"
+
+
+class TooManyRequests(Problem):
+    """A rate limit was reached; ``Retry-After`` says when to try again."""
+
+    status = 429
+    slug = "too-many-requests"
+    title_zh = "请求过于频繁"
+    title_en = "Too many requests"
+
+
+class HeadersTooLarge(Problem):
+    status = 431
+    slug = "request-headers-too-large"
+    title_zh = "请求头过大"
+    title_en = "Request header fields too large"
+
+
+class BadGateway(Problem):
+    """An upstream service answered with something that is not a valid HTTP response."""
+
+    status = 502
+    slug = "bad-gateway"
+    title_zh = "上游服务响应异常"
+    title_en = "Bad gateway"
+
+
+class GatewayTimeout(Problem):
+    """An upstream service did not answer in time."""
+
+    status = 504
+    slug = "gateway-timeout"
+    title_zh = "上游服务响应超时"
+    title_en = "Gateway timeout"
+
+
 def preferred_language(accept_language: str | None) -> str:
     """``zh`` unless the client prefers English (RFC 9110 Accept-Language with q-values)."""
     if not accept_language:
@@ -199,9 +242,14 @@ _STATUS_PROBLEMS: dict[int, type[Problem]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    408: RequestTimeout,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
+    429: TooManyRequests,
+    431: HeadersTooLarge,
+    502: BadGateway,
     503: ServiceUnavailable,
+    504: GatewayTimeout,
 }
 
 

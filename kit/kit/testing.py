@@ -81,7 +81,9 @@ def database_with_tables(url: str, *models: type[SQLModel]) -> Database:
 
 
 @contextlib.contextmanager
-def live_server(app: Any, *, host: str = "127.0.0.1", startup_timeout: float = 30.0) -> Iterator[str]:
+def live_server(
+    app: Any, *, host: str = "127.0.0.1", startup_timeout: float = 30.0, websockets: bool = False
+) -> Iterator[str]:
     """Serve ``app`` (an ASGI app, lifespan included) with uvicorn in a background thread; yields its base URL.
 
     The port is a free one chosen by the OS. On exit the server finishes its open requests, runs the
@@ -94,7 +96,8 @@ def live_server(app: Any, *, host: str = "127.0.0.1", startup_timeout: float = 3
     listener.bind((host, 0))
     port = listener.getsockname()[1]
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="on", ws="none", log_config=None, access_log=False,
+        app, host=host, port=port, lifespan="on", ws="websockets-sansio" if websockets else "none", log_config=None,
+        access_log=False, server_header=False,
         timeout_graceful_shutdown=5,
     )  # fmt: skip
     server = uvicorn.Server(config)

@@ -445,7 +445,8 @@ def _userinfo_error(error: str, description: str, status: int) -> JSONResponse:
     )
 
 
-@router.api_route("/oauth/userinfo", methods=["GET", "POST"], summary="OpenID Connect userinfo")
+@router.post("/oauth/userinfo", summary="OpenID Connect userinfo (POST)", operation_id="userinfo_post")
+@router.get("/oauth/userinfo", summary="OpenID Connect userinfo", operation_id="userinfo_get")
 async def userinfo(request: Request) -> Response:
     """Claims about the signed-in person, limited to the token's (consented) scopes."""
     form: dict[str, str] = {}

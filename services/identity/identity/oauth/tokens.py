@@ -79,6 +79,9 @@ def issue_access_token(
         extra["auth_time"] = auth_time
     if amr:
         extra["amr"] = amr
+    if not client.first_party:
+        # Marks a vendor's app for the gateway, which confines such tokens to the schools that installed it.
+        extra["app_id"] = client.app_id or client.client_id
     jti = str(uuid.uuid4())
     ttl = settings.access_token_ttl_seconds
     token = keys.issue_access_token(

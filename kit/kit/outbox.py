@@ -178,20 +178,30 @@ _MARK_PUBLISHED_POSTGRES = (
 )
 
 
-def _headers(item: _Pending) -> dict[str, str]:
+def event_headers(
+    event_id: str, event_type: str, *, traceparent: str | None = None, tracestate: str | None = None
+) -> dict[str, str]:
+    """NATS headers of a published event: ``Nats-Msg-Id`` (JetStream's duplicate key), content type, type, trace."""
     headers = {
-        HEADER_MESSAGE_ID: item.event_id,
+        HEADER_MESSAGE_ID: event_id,
         HEADER_CONTENT_TYPE: CONTENT_TYPE_CLOUDEVENTS_JSON,
-        HEADER_EVENT_TYPE: item.event_type,
+        HEADER_EVENT_TYPE: event_type,
     }
-    # Parse the stored envelope only when it carries trace context (not for every row).
-    if '"trace' in item.envelope:
-        envelope = json.loads(item.envelope)
-        if envelope.get("traceparent"):
-            headers[HEADER_TRACEPARENT] = envelope["traceparent"]
-        if envelope.get("tracestate"):
-            headers[HEADER_TRACESTATE] = envelope["tracestate"]
+    if traceparent:
+        headers[HEADER_TRACEPARENT] = traceparent
+    if tracestate:
+        headers[HEADER_TRACESTATE] = tracestate
     return headers
+
+
+def _headers(item: _Pending) -> dict[str, str]:
+    # Parse the stored envelope only when it carries trace context (not for every row).
+    if '"trace' not in item.envelope:
+        return event_headers(item.event_id, item.event_type)
+    envelope = json.loads(item.envelope)
+    return event_headers(
+        item.event_id, item.event_type, traceparent=envelope.get("traceparent"), tracestate=envelope.get("tracestate")
+    )
 
 
 class OutboxRelay:

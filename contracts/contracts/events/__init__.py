@@ -1,6 +1,6 @@
 """Event payloads of every service, registered by type."""
 
-from contracts.events import identity
+from contracts.events import gateway, identity
 from contracts.events.base import EventPayload, EventRegistry, StreamSpec, registry
 
-__all__ = ["EventPayload", "EventRegistry", "StreamSpec", "identity", "registry"]
+__all__ = ["EventPayload", "EventRegistry", "StreamSpec", "gateway", "identity", "registry"]

@@ -35,6 +35,7 @@ class AccessTokenClaims(BaseModel):
     roles: list[RoleClaim] = Field(default_factory=list)
     app_id: str | None = Field(
         default=None,
-        description="Present only on tokens of a vendor's app: the app store's app (or the client id when the client "
-        "was registered outside the app store). The gateway confines such tokens to the schools that installed the app.",
+        description="Present only on tokens of a vendor's app: the app store's app (or the client id when the "
+        "client was registered outside the app store). The gateway confines such tokens to the schools that "
+        "installed the app.",
     )

@@ -113,7 +113,9 @@ def create_service_app(
         version=version,
         lifespan=lifespan,
         openapi_tags=openapi_tags,
-        **({} if serve_openapi else {"openapi_url": None, "docs_url": None, "redoc_url": None}),
+        openapi_url="/openapi.json" if serve_openapi else None,
+        docs_url="/docs" if serve_openapi else None,
+        redoc_url="/redoc" if serve_openapi else None,
     )
     app.state.settings = settings
     app.state.database = database
@@ -125,9 +127,7 @@ def create_service_app(
     install_problem_handlers(app)
     instrument_app(app, database.engine)
     app.include_router(
-        health_router(
-            database, link if settings.run_background_workers else None, extra_checks=readiness_checks
-        )
+        health_router(database, link if settings.run_background_workers else None, extra_checks=readiness_checks)
     )
     app.include_router(metrics_router())
     for router in routers:

@@ -82,18 +82,18 @@ def database_with_tables(url: str, *models: type[SQLModel]) -> Database:
 
 @contextlib.contextmanager
 def live_server(
-    app: Any, *, host: str = "127.0.0.1", startup_timeout: float = 30.0, websockets: bool = False
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 30.0, websockets: bool = False
 ) -> Iterator[str]:
     """Serve ``app`` (an ASGI app, lifespan included) with uvicorn in a background thread; yields its base URL.
 
-    The port is a free one chosen by the OS. On exit the server finishes its open requests, runs the
+    The port is ``port``, or a free one chosen by the OS. On exit the server finishes its open requests, runs the
     app's shutdown and the thread is joined.
     """
     import uvicorn
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, 0))
+    listener.bind((host, port))
     port = listener.getsockname()[1]
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="on", ws="websockets-sansio" if websockets else "none", log_config=None,

@@ -1,0 +1,176 @@
+"""Calls to the services: pooled connections, retries for idempotent requests, a circuit breaker each.
+
+The breaker counts consecutive infrastructure failures of a service (cannot connect, timed out,
+502/503/504 from it); after ``failure_threshold`` of them it opens and calls fail at once for
+``reset_seconds``, then one trial call decides whether it closes again. A slow or dead service so
+costs its own callers a quick 503, never the other routes their connections or time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client import Counter, Gauge
+
+from gateway.config import GatewaySettings
+from kit.errors import BadGateway, GatewayTimeout, Problem, ServiceUnavailable
+
+logger = logging.getLogger("gateway.upstream")
+
+UPSTREAM_FAILURES = Counter(
+    "edu_gateway_upstream_failures_total", "Failed calls to services, by kind", ["service", "kind"]
+)
+BREAKER_OPEN = Gauge("edu_gateway_breaker_open", "1 while the service's circuit breaker is open", ["service"])
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_RETRYABLE_STATUSES = frozenset({502, 503, 504})
+
+
+class CircuitBreaker:
+    """Closed → open after consecutive failures → half-open trial after ``reset_seconds``."""
+
+    def __init__(self, service: str, *, failure_threshold: int, reset_seconds: float) -> None:
+        self.service = service
+        self.failure_threshold = failure_threshold
+        self.reset_seconds = reset_seconds
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial_in_flight = False
+
+    def retry_after(self) -> float | None:
+        """None when a call may go ahead; otherwise the seconds until the breaker lets one through."""
+        if self.opened_at is None:
+            return None
+        remaining = self.opened_at + self.reset_seconds - time.monotonic()
+        if remaining > 0:
+            return remaining
+        if self._trial_in_flight:
+            return 1.0
+        self._trial_in_flight = True  # half-open: this call is the trial
+        return None
+
+    def record_success(self) -> None:
+        if self.opened_at is not None:
+            logger.info("circuit breaker for %s closed again", self.service)
+            BREAKER_OPEN.labels(self.service).set(0)
+        self.failures = 0
+        self.opened_at = None
+        self._trial_in_flight = False
+
+    def record_failure(self) -> None:
+        self.failures += 1
+        self._trial_in_flight = False
+        if self.opened_at is not None or self.failures >= self.failure_threshold:
+            if self.opened_at is None:
+                logger.warning("circuit breaker for %s opened after %d failures", self.service, self.failures)
+            self.opened_at = time.monotonic()
+            BREAKER_OPEN.labels(self.service).set(1)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    service: str
+    method: str
+    path: str  # path and query, percent-encoded as received
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | AsyncIterator[bytes]
+    timeout: float
+
+
+class Upstreams:
+    """One pooled HTTP client and one breaker per service."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        limits = httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=settings.upstream_keepalive_connections,
+        )
+        self._clients = {
+            service: httpx.AsyncClient(base_url=url, limits=limits, follow_redirects=False, trust_env=False)
+            for service, url in settings.upstreams.items()
+        }
+        self.breakers = {
+            service: CircuitBreaker(
+                service,
+                failure_threshold=settings.breaker_failure_threshold,
+                reset_seconds=settings.breaker_reset_seconds,
+            )
+            for service in settings.upstreams
+        }
+
+    def knows(self, service: str) -> bool:
+        return service in self._clients
+
+    def base_url(self, service: str) -> str:
+        return self.settings.upstreams[service]
+
+    async def send(self, call: UpstreamCall, service_label: str) -> httpx.Response:
+        """The service's response, headers read and body still streaming; failures become problems."""
+        breaker = self.breakers[call.service]
+        client = self._clients[call.service]
+        replayable = isinstance(call.body, bytes) and call.method in IDEMPOTENT_METHODS
+        attempts = 1 + (self.settings.retries if replayable else 0)
+        timeout = httpx.Timeout(call.timeout, connect=min(self.settings.upstream_connect_timeout_seconds, call.timeout))
+        last_problem: Problem | None = None
+        for attempt in range(attempts):
+            wait = breaker.retry_after()
+            if wait is not None:
+                raise ServiceUnavailable(
+                    f"The {service_label} service is unavailable; the gateway stopped calling it for a moment "
+                    "after repeated failures. Try again shortly.",
+                    headers={"Retry-After": str(max(1, round(wait)))},
+                )
+            if attempt:
+                await asyncio.sleep(self.settings.retry_backoff_seconds * 2 ** (attempt - 1))
+            request = client.build_request(call.method, call.path, headers=call.headers, content=call.body)
+            # The gateway's own encoding of the path must not be changed by httpx: send the raw target.
+            request.extensions["target"] = call.path.encode("latin-1")
+            request.extensions["timeout"] = timeout.as_dict()
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.TimeoutException as error:
+                breaker.record_failure()
+                kind = "connect_timeout" if isinstance(error, httpx.ConnectTimeout) else "timeout"
+                UPSTREAM_FAILURES.labels(call.service, kind).inc()
+                if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout):
+                    last_problem = ServiceUnavailable(
+                        f"The {service_label} service could not be reached; try again shortly.",
+                        headers={"Retry-After": "2"},
+                    )
+                    continue
+                last_problem = GatewayTimeout(f"The {service_label} service did not answer within {call.timeout:g} s.")
+                continue
+            except httpx.ConnectError:
+                breaker.record_failure()
+                UPSTREAM_FAILURES.labels(call.service, "connect").inc()
+                last_problem = ServiceUnavailable(
+                    f"The {service_label} service could not be reached; try again shortly.",
+                    headers={"Retry-After": "2"},
+                )
+                continue
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.DecodingError):
+                breaker.record_failure()
+                UPSTREAM_FAILURES.labels(call.service, "protocol").inc()
+                last_problem = BadGateway(f"The {service_label} service sent an invalid or incomplete response.")
+                continue
+            if response.status_code in _RETRYABLE_STATUSES:
+                breaker.record_failure()
+                UPSTREAM_FAILURES.labels(call.service, str(response.status_code)).inc()
+                if attempt + 1 < attempts:
+                    await response.aclose()
+                    continue
+                return response
+            breaker.record_success()
+            return response
+        assert last_problem is not None
+        raise last_problem
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()

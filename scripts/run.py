@@ -40,10 +40,12 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
 
-# Every service of the platform; a new service adds its line here.
+# Every service of the platform; a new service adds its line here. The gateway is started last.
 SERVICES = [
     Service("identity", int(os.environ.get("EDU_IDENTITY_PORT", "8101")), "统一身份 Identity directory and keys"),
 ]
+GATEWAY = Service("gateway", int(os.environ.get("EDU_GATEWAY_PORT", "8100")), "API 网关 the one public entry")
+ALL = [*SERVICES, GATEWAY]
 NATS_PORT = int(os.environ.get("EDU_NATS_PORT", "4250"))
 
 
@@ -54,7 +56,7 @@ def fail(message: str) -> None:
 
 def check_ports() -> None:
     busy = [("NATS (EDU_NATS_PORT)", NATS_PORT)] if port_is_busy(NATS_PORT) else []
-    busy += [(f"{s.name} (EDU_{s.name.upper()}_PORT)", s.port) for s in SERVICES if port_is_busy(s.port)]
+    busy += [(f"{s.name} (EDU_{s.name.upper()}_PORT)", s.port) for s in ALL if port_is_busy(s.port)]
     if busy:
         listing = ", ".join(f"{what} on port {port}" for what, port in busy)
         fail(
@@ -64,19 +66,25 @@ def check_ports() -> None:
 
 
 def service_env(service: Service, identity: Service) -> dict[str, str]:
+    """Everyone reaches the platform through the gateway, so its URL is the public one and the issuer's;
+    services fetch the signing keys from the identity service directly."""
     prefix = service.env_prefix
     env = dict(os.environ)
+    public = GATEWAY.url if service.name in ("identity", "gateway") else service.url
     env.update({
         f"{prefix}ENVIRONMENT": "local",
         f"{prefix}DATABASE_URL": f"sqlite:///{VAR / 'data' / (service.name + '.db')}",
         f"{prefix}NATS_URL": f"nats://127.0.0.1:{NATS_PORT}",
         f"{prefix}HTTP_HOST": "127.0.0.1",
         f"{prefix}HTTP_PORT": str(service.port),
-        f"{prefix}PUBLIC_BASE_URL": service.url,
-        f"{prefix}TOKEN_ISSUER": identity.url,
+        f"{prefix}PUBLIC_BASE_URL": public,
+        f"{prefix}TOKEN_ISSUER": GATEWAY.url,
         f"{prefix}JWKS_URL": f"{identity.url}/.well-known/jwks.json",
         f"{prefix}LOG_JSON": "true",
     })  # fmt: skip
+    if service is GATEWAY:
+        env["GATEWAY_UPSTREAMS"] = json.dumps({other.name: other.url for other in SERVICES})
+        env["GATEWAY_USAGE_SPOOL_DIR"] = str(VAR / "spool" / "gateway-usage")
     return env
 
 
@@ -146,7 +154,7 @@ def main() -> None:
     print(f"✓ nats-server (JetStream) on nats://127.0.0.1:{NATS_PORT}, data in var/nats")
 
     logins_file = VAR / "demo-logins.json"
-    for service in SERVICES:
+    for service in ALL:
         env = service_env(service, identity)
         run_step(service, env, "migrate")
         print(f"✓ {service.name}: migrations applied (var/data/{service.name}.db)")
@@ -158,7 +166,7 @@ def main() -> None:
         demo = json.loads(logins_file.read_text(encoding="utf-8"))
         print("✓ demo data already present (kept as it was)")
 
-    for service in SERVICES:
+    for service in ALL:
         log = open(VAR / "log" / f"{service.name}.log", "ab")  # noqa: SIM115 - lives as long as the child
         # Its own session: Ctrl-C reaches only this script, which stops the services first, then NATS.
         process = subprocess.Popen(
@@ -170,11 +178,12 @@ def main() -> None:
         wait_ready(service, process)
 
     print("\nThe platform is running. 平台已启动。\n")
-    for service in SERVICES:
-        print(f"  {service.description:<32} {service.url}/docs   (logs: var/log/{service.name}.log)")
-    print(f"  {'Sign in 统一身份登录':<28} {identity.url}/login")
-    print(f"  {'OpenID Connect discovery':<32} {identity.url}/.well-known/openid-configuration")
-    print(f"  {'JWKS':<32} {identity.url}/.well-known/jwks.json")
+    print(f"  {'Open the platform 平台入口':<28} {GATEWAY.url}/login")
+    print(f"  {'API docs for vendors 开放接口文档':<26} {GATEWAY.url}/docs   (OpenAPI: {GATEWAY.url}/openapi.json)")
+    print(f"  {'API base URL':<32} {GATEWAY.url}/api/<service>/…")
+    print(f"  {'OpenID Connect discovery':<32} {GATEWAY.url}/.well-known/openid-configuration")
+    for service in ALL:
+        print(f"  {service.description:<32} {service.url}   (logs: var/log/{service.name}.log)")
     print(f"  {'NATS JetStream':<32} nats://127.0.0.1:{NATS_PORT}")
     if demo.get("logins"):
         print(f"\n  Demo logins 演示账号 (password 密码: {demo['password']}):")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,28 @@ def test_each_service_is_deployed_with_migrations_probes_and_production_settings
     leaked = [key for key in config if key.endswith(SECRET_SUFFIXES)]
     assert leaked == [], "secrets belong in the Secret, not the ConfigMap"
     assert by_kind.get(("Service", service)) is not None
+
+
+def test_the_gateway_is_the_public_entry_with_a_spool_volume_per_replica() -> None:
+    by_kind = {(doc["kind"], doc["metadata"]["name"]): doc for _name, doc in documents()}
+    gateway = by_kind[("StatefulSet", "gateway")]
+    pod = gateway["spec"]["template"]["spec"]
+    assert [c["command"][-1] for c in pod["initContainers"]] == ["migrate"]
+    container = pod["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    config = by_kind[("ConfigMap", "gateway-config")]["data"]
+    assert config["GATEWAY_ENVIRONMENT"] == "production"
+    spool = config["GATEWAY_USAGE_SPOOL_DIR"]
+    assert [mount["mountPath"] for mount in container["volumeMounts"]] == [spool]
+    assert [claim["metadata"]["name"] for claim in gateway["spec"]["volumeClaimTemplates"]] == ["usage-spool"]
+    upstreams = json.loads(config["GATEWAY_UPSTREAMS"])
+    assert set(upstreams) == set(services())
+    ingress = by_kind[("Ingress", "edu-platform")]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+    assert backend == "gateway"
+    # Every service issues and accepts tokens under the one public issuer.
+    issuers = {
+        doc["data"][key] for (kind, _name), doc in by_kind.items() if kind == "ConfigMap"
+        for key in doc["data"] if key.endswith("_TOKEN_ISSUER")
+    }  # fmt: skip
+    assert issuers == {config["GATEWAY_TOKEN_ISSUER"]}

@@ -70,3 +70,9 @@ def test_a_teacher_signs_in_and_out_through_the_gateway(
             page.get_by_role("button", name="退出登录").click()
             page.wait_for_url(f"{public}/login**")
             assert page.title() == "登录 · 智慧教育平台"
+
+            # The API reference vendors read, merged from the services' own documents.
+            page.goto(f"{public}/docs")
+            page.wait_for_function("document.body.innerText.includes('/api/identity/people')")
+            assert page.inner_text("h1").startswith("智慧教育平台开放接口文档")
+            assert "people.read" in page.inner_text("body")

@@ -25,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     uvicorn.run(
         "gateway.main:create_app", factory=True, host=settings.http_host, port=settings.http_port,
         workers=args.workers, log_config=None, access_log=False, server_header=False,
-        # Headers larger than this are refused by the HTTP parser itself (h11), before any of our code.
-        h11_max_incomplete_event_size=64 * 1024,
+        proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=settings.trusted_proxies or None,
     )  # fmt: skip
     return 0
 

@@ -33,6 +33,9 @@ class GatewaySettings(ServiceSettings):
     retry_backoff_seconds: float = 0.05
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_reset_seconds: float = Field(default=10.0, gt=0)
+    # Addresses whose X-Forwarded-For names the real caller (the ingress controller), as uvicorn's
+    # forwarded_allow_ips: "" trusts nobody, so a client can never choose the address services see.
+    trusted_proxies: str = ""
     # Clients: a body must keep arriving; the longest wait between two chunks.
     client_body_timeout_seconds: float = 30.0
     max_authorization_bytes: int = 8192

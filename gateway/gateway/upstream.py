@@ -28,7 +28,8 @@ UPSTREAM_FAILURES = Counter(
 BREAKER_OPEN = Gauge("edu_gateway_breaker_open", "1 while the service's circuit breaker is open", ["service"])
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-_RETRYABLE_STATUSES = frozenset({502, 503, 504})
+_FAILURE_STATUSES = frozenset({502, 503, 504})
+_RETRYABLE_STATUSES = frozenset({502, 503})  # 504: the service already waited for something
 
 
 class CircuitBreaker:
@@ -134,18 +135,20 @@ class Upstreams:
             request.extensions["timeout"] = timeout.as_dict()
             try:
                 response = await client.send(request, stream=True)
-            except httpx.TimeoutException as error:
+            except (httpx.ConnectTimeout, httpx.PoolTimeout):
                 breaker.record_failure()
-                kind = "connect_timeout" if isinstance(error, httpx.ConnectTimeout) else "timeout"
-                UPSTREAM_FAILURES.labels(call.service, kind).inc()
-                if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout):
-                    last_problem = ServiceUnavailable(
-                        f"The {service_label} service could not be reached; try again shortly.",
-                        headers={"Retry-After": "2"},
-                    )
-                    continue
-                last_problem = GatewayTimeout(f"The {service_label} service did not answer within {call.timeout:g} s.")
+                UPSTREAM_FAILURES.labels(call.service, "connect_timeout").inc()
+                last_problem = ServiceUnavailable(
+                    f"The {service_label} service could not be reached; try again shortly.",
+                    headers={"Retry-After": "2"},
+                )
                 continue
+            except httpx.TimeoutException:
+                # The service has the request and is taking too long: asking again would only pile up work
+                # on it and keep the caller waiting a multiple of the route's timeout.
+                breaker.record_failure()
+                UPSTREAM_FAILURES.labels(call.service, "timeout").inc()
+                raise GatewayTimeout(f"The {service_label} service did not answer within {call.timeout:g} s.") from None
             except httpx.ConnectError:
                 breaker.record_failure()
                 UPSTREAM_FAILURES.labels(call.service, "connect").inc()
@@ -159,10 +162,10 @@ class Upstreams:
                 UPSTREAM_FAILURES.labels(call.service, "protocol").inc()
                 last_problem = BadGateway(f"The {service_label} service sent an invalid or incomplete response.")
                 continue
-            if response.status_code in _RETRYABLE_STATUSES:
+            if response.status_code in _FAILURE_STATUSES:
                 breaker.record_failure()
                 UPSTREAM_FAILURES.labels(call.service, str(response.status_code)).inc()
-                if attempt + 1 < attempts:
+                if response.status_code in _RETRYABLE_STATUSES and attempt + 1 < attempts:
                     await response.aclose()
                     continue
                 return response

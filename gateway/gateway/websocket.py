@@ -21,7 +21,7 @@ from websockets.typing import Subprotocol
 from gateway import edge
 from gateway.edge import Exchange
 from gateway.routing import RouteMatch
-from kit.errors import BadGateway, MalformedRequest, NotFound, Problem, ServiceUnavailable
+from kit.errors import BadGateway, Forbidden, NotFound, Problem, ServiceUnavailable, Unauthenticated
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -63,7 +63,7 @@ async def relay_websocket(proxy: GatewayProxy, scope: Scope, receive: Receive, s
         if not match.route.websocket:
             raise NotFound(f"{match.public_template} is not a WebSocket endpoint.")
         if exchange.origin is not None and not proxy._origin_allowed(exchange.origin):
-            raise MalformedRequest("This web origin is not registered for any app; register it in the app store.")
+            raise Forbidden("This web origin is not registered for any app; register it in the app store.")
         await proxy._authorise(exchange, match)
         upstream = await _connect(proxy, exchange, match, forwarded_query)
     except Problem as problem:
@@ -102,8 +102,9 @@ async def _connect(proxy: GatewayProxy, exchange: Exchange, match: RouteMatch, q
         )
     except InvalidStatus as error:
         status = error.response.status_code
-        if status in (401, 403, 404):
-            raise Problem(f"The {match.service} service refused the connection ({status}).") from None
+        refusals: dict[int, type[Problem]] = {401: Unauthenticated, 403: Forbidden, 404: NotFound}
+        if status in refusals:
+            raise refusals[status](f"The {match.service} service refused the connection ({status}).") from None
         raise BadGateway(f"The {match.service} service refused the WebSocket upgrade ({status}).") from None
     except (OSError, TimeoutError, InvalidHandshake):
         raise ServiceUnavailable(

@@ -82,7 +82,13 @@ def database_with_tables(url: str, *models: type[SQLModel]) -> Database:
 
 @contextlib.contextmanager
 def live_server(
-    app: Any, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 30.0, websockets: bool = False
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    startup_timeout: float = 30.0,
+    websockets: bool = False,
+    proxy_headers: bool = False,
 ) -> Iterator[str]:
     """Serve ``app`` (an ASGI app, lifespan included) with uvicorn in a background thread; yields its base URL.
 
@@ -97,7 +103,7 @@ def live_server(
     port = listener.getsockname()[1]
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="on", ws="websockets-sansio" if websockets else "none", log_config=None,
-        access_log=False, server_header=False,
+        access_log=False, server_header=False, proxy_headers=proxy_headers,
         timeout_graceful_shutdown=5,
     )  # fmt: skip
     server = uvicorn.Server(config)

@@ -38,6 +38,7 @@ class InstallationDirectory:
         self.extra_origins = frozenset(origin.rstrip("/") for origin in extra_origins or [])
         self._snapshot = Snapshot({}, self.extra_origins)
         self._task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
         self.loaded = False
 
     def granted_scopes(self, client_id: str, school_id: str) -> frozenset[str] | None:
@@ -68,18 +69,19 @@ class InstallationDirectory:
         self._task = asyncio.create_task(self._refresh_forever(), name="installation-refresh")
 
     async def _refresh_forever(self) -> None:
-        while True:
+        while not self._stopped.is_set():
             try:
                 await self.refresh()
             except Exception:
                 logger.exception("could not refresh the installation snapshot; keeping the previous one")
-            await asyncio.sleep(self.refresh_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self.refresh_seconds)
 
     async def stop(self) -> None:
+        """Stop refreshing; a read in progress finishes first, so its connection goes back before disposal."""
+        self._stopped.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
 
 

@@ -182,12 +182,12 @@ class GatewayProxy:
             exchange.status = 499
             return
         try:
-            headers = edge.client_headers(response.headers.raw)
+            headers = edge.client_headers(response.headers)
             headers = edge.with_defaults(headers + rate_headers, self._response_headers(exchange, api=api))
-            exchange.status = response.status_code
-            await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+            exchange.status = response.status
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
             if exchange.method != "HEAD":
-                async for chunk in response.aiter_raw():
+                async for chunk in response.aiter_stream():
                     exchange.response_bytes += len(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})

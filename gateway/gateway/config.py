@@ -27,8 +27,9 @@ class GatewaySettings(ServiceSettings):
 
     # Upstream calls.
     upstream_connect_timeout_seconds: float = 2.0
-    upstream_max_connections: int = 200
-    upstream_keepalive_connections: int = 50
+    upstream_max_connections: int = 256
+    upstream_keepalive_connections: int = 64
+    upstream_pool_shards: int = Field(default=8, ge=1, description="Connection pools per service, used in turn")
     retries: int = Field(default=2, ge=0, le=5, description="Extra attempts for idempotent requests")
     retry_backoff_seconds: float = 0.05
     breaker_failure_threshold: int = Field(default=5, ge=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -55,6 +56,10 @@ def create_app(settings: GatewaySettings | None = None, *, apis: Iterable[Servic
             await follower.start()
             await usage.start()
             await docs.start()
+        # Everything loaded so far lives as long as the process: keep it out of the collector's full
+        # passes, which otherwise stop the event loop for ~80 ms and decide the gateway's p99.
+        gc.collect()
+        gc.freeze()
 
     async def on_shutdown(runtime: ServiceRuntime) -> None:
         follower = parts.get("follower")

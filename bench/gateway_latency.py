@@ -83,6 +83,7 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from machine import cpu_seconds_of, ensure_debian_tool, load_average, machine_busy_seconds, process_tree
 
 from kit.natsserver import NatsServer, free_port
 
@@ -345,43 +346,6 @@ def serve_upstream(port: int, jwks_file: Path) -> int:
 # --- processes and their CPU -------------------------------------------------------------------
 
 
-def cpu_seconds_by_pid(pids: list[int]) -> dict[int, float]:
-    """User + system CPU seconds of each of ``pids`` so far (a process that is gone counts as zero)."""
-    seconds = {}
-    for pid in pids:
-        ticks = 0
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks = int(fields[11]) + int(fields[12])
-        seconds[pid] = ticks / os.sysconf("SC_CLK_TCK")
-    return seconds
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores have spent not idle since boot (/proc/stat; iowait counts as idle)."""
-    ticks = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry))
-    tree, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        tree.append(pid)
-        pending.extend(children.get(pid, []))
-    return tree
-
-
-def load_average() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - our own loopback servers
     try:
@@ -423,7 +387,7 @@ class Child:
         self.pids = process_tree(self.process.pid)
 
     def cpu_seconds(self) -> dict[int, float]:
-        return cpu_seconds_by_pid(self.pids)
+        return cpu_seconds_of(self.pids)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -466,20 +430,6 @@ http {{
     }}
 }}
 """
-
-
-def ensure_debian_tool(binary: str, package: str) -> str | None:
-    """Path of ``binary``; Debian's ``package`` is installed when it is missing and we are root."""
-    found = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
-    if found or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return found
-    print(f"{binary} is missing: apt-get install -y {package}")
-    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "check": False}
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(["apt-get", "install", "-y", package], env=environment, **quiet).returncode != 0:
-        subprocess.run(["apt-get", "update"], **quiet)
-        subprocess.run(["apt-get", "install", "-y", package], env=environment, **quiet)
-    return shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
 
 
 # --- the bench's setup -------------------------------------------------------------------------

@@ -80,6 +80,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from joserfc import jwt
+from machine import cpu_seconds_of, ensure_debian_tool, load_average, machine_busy_seconds, process_tree
 
 from contracts.auth import ACCESS_TOKEN_TYPE
 from identity.accounts import passwords
@@ -402,18 +403,6 @@ def top_functions(profiler: cProfile.Profile, title: str, limit: int) -> str:
 # --- the service under test --------------------------------------------------------------------
 
 
-def cpu_seconds_of(pids: list[int]) -> dict[int, float]:
-    """User + system CPU seconds of each of ``pids`` so far (a process that is gone counts as zero)."""
-    seconds = {}
-    for pid in pids:
-        ticks = 0
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks = int(fields[11]) + int(fields[12])
-        seconds[pid] = ticks / os.sysconf("SC_CLK_TCK")
-    return seconds
-
-
 def database_cpu_seconds() -> dict[int, float]:
     """CPU seconds so far of every ``postgres`` process on this machine (the server's backends and helpers)."""
     pids = []
@@ -425,28 +414,6 @@ def database_cpu_seconds() -> dict[int, float]:
     return cpu_seconds_of(pids)
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores have spent not idle since boot (/proc/stat; idle and iowait count as idle)."""
-    ticks = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry))
-    tree, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        tree.append(pid)
-        pending.extend(children.get(pid, []))
-    return tree
-
-
-@dataclass(frozen=True)
 class Shape:
     """How the service runs: one uvicorn with ``count`` workers, or ``count`` separate replicas."""
 
@@ -612,19 +579,6 @@ function done(summary, latency, requests)
     latency:percentile(99), e.connect + e.read + e.write + e.timeout, table.concat(parts, ", ")))
 end
 """
-
-
-def ensure_wrk() -> str | None:
-    """Path of wrk; Debian's package is installed when it is missing and we are root."""
-    found = shutil.which("wrk")
-    if found or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return found
-    print("wrk is missing: apt-get install -y wrk")
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "check": False}
-    if subprocess.run(["apt-get", "install", "-y", "wrk"], **quiet).returncode != 0:  # type: ignore[call-overload]
-        subprocess.run(["apt-get", "update"], **quiet)  # type: ignore[call-overload]
-        subprocess.run(["apt-get", "install", "-y", "wrk"], **quiet)  # type: ignore[call-overload]
-    return shutil.which("wrk")
 
 
 class LoadGenerator:
@@ -882,10 +836,6 @@ def cpu_split(result: LoadResult) -> str:
     return f"{total} ({'+'.join(busy)})" if len(busy) > 1 else total
 
 
-def load_average() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -1014,7 +964,7 @@ def main() -> int:
     if args.profile_server and shapes != [Shape("workers", 1)]:
         parser.error("--profile-server profiles one process: use it with --workers 1")
 
-    wrk = ensure_wrk() if args.loadgen in ("auto", "wrk") else None
+    wrk = ensure_debian_tool("wrk", "wrk") if args.loadgen in ("auto", "wrk") else None
     if args.loadgen == "wrk" and wrk is None:
         parser.error("wrk is not installed (apt-get install wrk)")
     if args.work_dir is not None:

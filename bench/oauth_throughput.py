@@ -414,6 +414,7 @@ def database_cpu_seconds() -> dict[int, float]:
     return cpu_seconds_of(pids)
 
 
+@dataclass(frozen=True)
 class Shape:
     """How the service runs: one uvicorn with ``count`` workers, or ``count`` separate replicas."""
 

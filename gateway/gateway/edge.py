@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -140,6 +141,20 @@ class Exchange:
     school_id: str | None = None
     request_bytes: int = 0
     response_bytes: int = 0
+
+    @classmethod
+    def begin(cls, scope: Scope, *, method: str, headers: Headers) -> Exchange:
+        """A request as it arrives: its own request id (or a new one), language and origin."""
+        return cls(
+            scope=scope,
+            method=method,
+            path=scope["path"],
+            headers=headers,
+            request_id=request_id_of(header_value(headers, b"x-request-id")),
+            accept_language=header_value(headers, b"accept-language"),
+            origin=header_value(headers, b"origin"),
+            started=time.perf_counter(),
+        )
 
     def header(self, name: bytes) -> bytes | None:
         return header_value(self.headers, name)

@@ -110,17 +110,7 @@ class GatewayProxy:
     # ------------------------------------------------------------------------------------ request path
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, *, api: bool) -> None:
-        headers: Headers = scope["headers"]
-        exchange = Exchange(
-            scope=scope,
-            method=scope["method"],
-            path=scope["path"],
-            headers=headers,
-            request_id=edge.request_id_of(edge.header_value(headers, b"x-request-id")),
-            accept_language=edge.header_value(headers, b"accept-language"),
-            origin=edge.header_value(headers, b"origin"),
-            started=time.perf_counter(),
-        )
+        exchange = Exchange.begin(scope, method=scope["method"], headers=scope["headers"])
         carrier = {}
         for name in (b"traceparent", b"tracestate"):
             if (value := exchange.header(name)) is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
@@ -44,16 +43,7 @@ async def relay_websocket(proxy: GatewayProxy, scope: Scope, receive: Receive, s
     if token and edge.header_value(headers, b"authorization") is None:
         headers.append((b"authorization", f"Bearer {token}".encode("latin-1")))
     forwarded_query = urlencode([(name, value) for name, value in pairs if name != "access_token"])
-    exchange = Exchange(
-        scope=scope,
-        method="GET",
-        path=scope["path"],
-        headers=headers,
-        request_id=edge.request_id_of(edge.header_value(headers, b"x-request-id")),
-        accept_language=edge.header_value(headers, b"accept-language"),
-        origin=edge.header_value(headers, b"origin"),
-        started=time.perf_counter(),
-    )
+    exchange = Exchange.begin(scope, method="GET", headers=headers)
     message = await receive()
     if message["type"] != "websocket.connect":
         return

@@ -35,7 +35,7 @@ from identity.keys import service as keys
 from identity.main import create_app, migrate
 from identity.organisations import service as organisations
 from identity.organisations.schemas import OrganisationCreate
-from identity.people.validation import resident_id_check_character
+from kit.identifiers import resident_id_check_character
 from kit.natsserver import NatsServer
 from kit.testing import scratch_postgres_database
 

@@ -86,7 +86,6 @@ from contracts.auth import ACCESS_TOKEN_TYPE
 from identity.accounts import passwords
 from identity.accounts import service as accounts
 from identity.config import IdentitySettings
-from identity.crypto import FieldCipher
 from identity.deps import Origin
 from identity.keys import service as keys
 from identity.main import create_app, migrate
@@ -97,6 +96,7 @@ from identity.organisations import service as organisations
 from identity.organisations.schemas import OrganisationCreate
 from identity.people import service as people
 from identity.people.schemas import PersonCreate
+from kit.crypto import FieldCipher
 from kit.db import Database, is_sqlite, normalise_url
 from kit.natsserver import NatsServer, free_port
 from kit.testing import scratch_postgres_database

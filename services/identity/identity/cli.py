@@ -7,10 +7,10 @@ import json
 import sys
 
 from identity.config import get_settings
-from identity.crypto import FieldCipher
 from identity.demo import DEMO_PASSWORD, load
 from identity.keys import service as keys
 from identity.main import migrate
+from kit.crypto import FieldCipher
 from kit.db import Database
 
 

@@ -14,13 +14,13 @@ from sqlmodel import Session, col, select
 
 from identity.accounts import passwords
 from identity.config import get_settings
-from identity.crypto import FieldCipher
 from identity.organisations import service as organisations
 from identity.organisations.models import Organisation
 from identity.organisations.schemas import OrganisationCreate
 from identity.people import service as people
 from identity.people.schemas import PersonCreate
-from identity.people.validation import resident_id_check_character
+from kit.crypto import FieldCipher
+from kit.identifiers import resident_id_check_character
 
 DEMO_PASSWORD = "Demo@2026edu"  # noqa: S105 - printed by `make run` for local demo logins only
 

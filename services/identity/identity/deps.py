@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from identity.config import IdentitySettings
-from identity.crypto import FieldCipher
 from identity.oauth.models import IssuedAccessToken
 from kit.auth import REALM, CurrentPrincipal, Principal
+from kit.crypto import FieldCipher
 from kit.db import Database
 from kit.errors import Unauthenticated
 

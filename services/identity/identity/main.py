@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse
 from identity.audit import service as audit
 from identity.audit.router import router as audit_router
 from identity.config import IdentitySettings, get_settings
-from identity.crypto import FieldCipher
 from identity.deps import Actor
 from identity.imports.router import router as imports_router
 from identity.imports.service import ImportRunner
@@ -30,6 +29,7 @@ from identity.people.router import router as people_router
 from identity.web.router import install as install_pages
 from kit.app import ServiceRuntime, create_service_app
 from kit.auth import JwksCache, TokenVerifier
+from kit.crypto import FieldCipher
 from kit.db import Database
 from kit.errors import Forbidden, problem_response
 from kit.migrations import upgrade

@@ -31,9 +31,9 @@ from identity.organisations.schemas import OrganisationCreate
 from identity.people import service as people
 from identity.people.models import Person
 from identity.people.schemas import PersonCreate
-from identity.people.validation import resident_id_check_character
 from identity.roles import REQUIRED_SCOPES
 from kit.db import Database
+from kit.identifiers import resident_id_check_character
 from kit.natsserver import NatsServer
 
 

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from identity.audit.models import AuditEntry
-from identity.crypto import FieldCipher
 from identity.people import service as people
 from identity.people.schemas import PersonCreate
 from identity.testing import Directory, TokenFactory, bearer
+from kit.crypto import FieldCipher
 
 
 async def make_history(client: httpx.AsyncClient, directory: Directory, token_for: TokenFactory) -> list[int]:

@@ -15,7 +15,6 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from identity.accounts import service as accounts
 from identity.config import IdentitySettings
-from identity.crypto import FieldCipher
 from identity.main import create_app
 from identity.oauth import clients
 from identity.oauth.schemas import ClientRegistration
@@ -23,6 +22,7 @@ from identity.organisations import service as organisations
 from identity.organisations.schemas import OrganisationCreate
 from identity.people import service as people
 from identity.people.schemas import PersonCreate
+from kit.crypto import FieldCipher
 from kit.db import Database
 from kit.testing import live_server
 

@@ -10,13 +10,13 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from identity.config import IdentitySettings
-from identity.crypto import FieldCipher
 from identity.demo import load
 from identity.models import metadata
 from identity.organisations.models import Organisation
 from identity.people.models import GuardianLink, Person, RoleGrant
-from identity.people.validation import parse_resident_id, validate_student_number
+from kit.crypto import FieldCipher
 from kit.db import Database
+from kit.identifiers import parse_resident_id, validate_student_number
 from kit.outbox import OutboxEvent
 
 

@@ -9,12 +9,12 @@ import pyotp
 
 from identity.accounts import service as accounts
 from identity.config import IdentitySettings
-from identity.crypto import FieldCipher
 from identity.main import create_app
 from identity.organisations import service as organisations
 from identity.organisations.schemas import OrganisationCreate
 from identity.people import service as people
 from identity.people.schemas import PersonCreate
+from kit.crypto import FieldCipher
 from kit.db import Database
 from kit.testing import live_server
 

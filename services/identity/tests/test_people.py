@@ -14,8 +14,8 @@ from identity.audit.models import AuditEntry
 from identity.organisations import service as organisations
 from identity.organisations.schemas import OrganisationCreate
 from identity.people.models import GuardianLink, Person, RoleGrant
-from identity.people.validation import resident_id_check_character
 from identity.testing import Directory, TokenFactory, bearer, resident_id
+from kit.identifiers import resident_id_check_character
 from kit.outbox import OutboxEvent
 
 # 王雨桐, a girl born 2016-03-05 in 思明区 (sequence 124 is even: female).

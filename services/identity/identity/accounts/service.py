@@ -21,9 +21,9 @@ from identity.accounts.passwords import PolicyViolation, WeakPassword
 from identity.accounts.sessions import aware, utcnow
 from identity.audit import service as audit
 from identity.config import IdentitySettings
-from identity.crypto import FieldCipher
 from identity.deps import Actor, Origin
 from identity.people.models import Person, RoleGrant
+from kit.crypto import FieldCipher
 from kit.db import Database
 from kit.errors import FieldError
 

@@ -17,9 +17,9 @@ from identity.accounts.models import TotpCredential
 from identity.accounts.sessions import utcnow
 from identity.audit import service as audit
 from identity.config import IdentitySettings
-from identity.crypto import FieldCipher
 from identity.deps import Origin
 from identity.people.models import Person
+from kit.crypto import FieldCipher
 
 SECRET_PURPOSE = "totp_secret"  # noqa: S105 - the FieldCipher associated data: the ciphertext is only valid in this column
 DIGITS = 6

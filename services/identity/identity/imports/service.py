@@ -20,7 +20,6 @@ from datetime import UTC, date, datetime
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from identity.crypto import FieldCipher
 from identity.errors import InvalidPersonData
 from identity.imports.models import ImportJob, ImportUpload
 from identity.imports.parsing import ParsedTable, parse_upload, require_columns
@@ -28,9 +27,10 @@ from identity.organisations.models import Organisation
 from identity.people import service as people
 from identity.people.models import GuardianLink, Person
 from identity.people.schemas import PersonCreate
-from identity.people.validation import validate_student_number
+from kit.crypto import FieldCipher
 from kit.db import Database
 from kit.errors import FieldError
+from kit.identifiers import validate_student_number
 
 logger = logging.getLogger("identity.imports")
 

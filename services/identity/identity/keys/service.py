@@ -19,8 +19,8 @@ from sqlmodel import Session, col, select
 
 from contracts.auth import ACCESS_TOKEN_TYPE, AccessTokenClaims, RoleClaim
 from identity.config import IdentitySettings
-from identity.crypto import FieldCipher
 from identity.keys.models import SigningKey
+from kit.crypto import FieldCipher
 
 ALGORITHM = "RS256"
 # Verifiers accept this much clock skew, so keys stay published that much longer.

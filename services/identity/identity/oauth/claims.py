@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from identity.crypto import FieldCipher
 from identity.people.models import GuardianLink, Person
-from identity.people.validation import mask_student_number
+from kit.crypto import FieldCipher
+from kit.identifiers import mask_student_number
 
 
 def person_claims(session: Session, cipher: FieldCipher, person: Person, scopes: set[str]) -> dict[str, Any]:

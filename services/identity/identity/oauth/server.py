@@ -32,7 +32,6 @@ from sqlmodel import Session
 
 from identity.audit import service as audit
 from identity.config import IdentitySettings
-from identity.crypto import FieldCipher
 from identity.deps import Origin
 from identity.keys import service as keys
 from identity.oauth import clients as client_store
@@ -41,6 +40,7 @@ from identity.oauth import tokens
 from identity.oauth.claims import person_claims
 from identity.oauth.models import AuthorizationCode, OAuthClient, RefreshToken, UsedClientAssertion
 from identity.people.models import Person
+from kit.crypto import FieldCipher
 
 SCOPE_INTROSPECT_ANY = "tokens.introspect"
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]

@@ -13,8 +13,8 @@ from contracts.events.identity import OrganisationCreatedV1, OrganisationUpdated
 from identity.errors import DuplicateSchoolCode, InvalidOrganisationPlacement, OrganisationNotFound
 from identity.organisations.models import Organisation, new_id
 from identity.organisations.schemas import OrganisationCreate, OrganisationUpdate
-from identity.people.validation import validate_school_code
 from kit.errors import FieldError
+from kit.identifiers import validate_school_code
 from kit.outbox import emit
 from kit.pagination import fetch_page
 

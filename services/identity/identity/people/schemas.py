@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.events.identity import GuardianRelationship, PersonKind, RoleName
-from identity.people.validation import mask_student_number
+from kit.identifiers import mask_student_number
 
 Sex = Literal["male", "female"]
 

@@ -17,7 +17,6 @@ from contracts.events.identity import (
     RoleGrantedV1,
     RoleRevokedV1,
 )
-from identity.crypto import FieldCipher
 from identity.errors import (
     DuplicateResidentId,
     DuplicateStudentNumber,
@@ -30,7 +29,9 @@ from identity.organisations import service as organisations
 from identity.organisations.models import Organisation, new_id
 from identity.people.models import GuardianLink, Person, RoleGrant
 from identity.people.schemas import PersonCreate, PersonUpdate
-from identity.people.validation import (
+from kit.crypto import FieldCipher
+from kit.errors import FieldError, Forbidden
+from kit.identifiers import (
     mask_phone,
     mask_resident_id,
     mask_student_number,
@@ -38,7 +39,6 @@ from identity.people.validation import (
     validate_phone,
     validate_student_number,
 )
-from kit.errors import FieldError, Forbidden
 from kit.outbox import PendingEvent, emit, emit_many
 from kit.pagination import fetch_page
 

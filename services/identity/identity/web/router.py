@@ -25,7 +25,6 @@ from identity.accounts.sessions import utcnow
 from identity.accounts.throttle import IpThrottle
 from identity.audit import service as audit
 from identity.config import IdentitySettings
-from identity.crypto import FieldCipher
 from identity.deps import CipherDep, SettingsDep, origin_of
 from identity.organisations import service as organisations
 from identity.people import service as people
@@ -35,6 +34,7 @@ from identity.web.csrf import verify_csrf
 from identity.web.i18n import PageError, language_of, local_time, translate
 from identity.web.sessions import safe_next, with_next
 from identity.web.templating import STATIC, redirect, render
+from kit.crypto import FieldCipher
 from kit.db import SessionDep
 
 router = APIRouter(include_in_schema=False)

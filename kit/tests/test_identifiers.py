@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from identity.people.validation import (
+from kit.identifiers import (
     IdentifierError,
     IdNumberError,
     PhoneError,

@@ -25,6 +25,8 @@ from kit.db import Database, normalise_url
 from kit.natsserver import NatsServer
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from joserfc.jwk import RSAKey
     from playwright.sync_api import Browser
 
 
@@ -147,3 +149,73 @@ def browser() -> Iterator[Browser]:
             yield chromium
         finally:
             chromium.close()
+
+
+def mint_access_token(
+    key: RSAKey,
+    *,
+    issuer: str,
+    audience: str = "edu-platform",
+    scopes: str = "",
+    client_id: str = "platform-portal",
+    subject: str | None = None,
+    app_id: str | None = None,
+    expires_in: int = 300,
+    roles: list[dict[str, str]] | None = None,
+    jti: str | None = None,
+) -> str:
+    """An RFC 9068 access token signed with ``key``, shaped as the identity provider issues them."""
+    from joserfc import jwt
+
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": subject or client_id,
+        "aud": audience,
+        "exp": now + expires_in,
+        "iat": now,
+        "jti": jti or uuid.uuid4().hex,
+        "client_id": client_id,
+        "scope": scopes,
+        "roles": roles or [],
+    }
+    if app_id is not None:
+        claims["app_id"] = app_id
+    return jwt.encode({"alg": "RS256", "kid": key.kid, "typ": "at+jwt"}, claims, key, algorithms=["RS256"])
+
+
+class TestIssuer:
+    """A signing key standing in for the identity provider's, for a service's own tests.
+
+    ``trust(app)`` makes the service verify tokens against this key's JWKS (served in-process), so every
+    request still passes the service's real token verification; ``token(...)`` mints one.
+    """
+
+    __test__ = False  # not a test class, despite the name
+
+    def __init__(self, issuer: str = "https://id.edu-platform.test", audience: str = "edu-platform") -> None:
+        from joserfc.jwk import RSAKey
+
+        self.issuer = issuer
+        self.audience = audience
+        self.key = RSAKey.generate_key(2048, parameters={"kid": f"test-{uuid.uuid4().hex[:8]}"})
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.key.as_dict(private=False, use="sig", alg="RS256")]}
+
+    def trust(self, app: FastAPI) -> None:
+        """Point ``app``'s token verifier at this issuer (call before the app serves requests)."""
+        import httpx
+        from fastapi import FastAPI as _FastAPI
+
+        from kit.auth import JwksCache, TokenVerifier
+
+        keys = _FastAPI()
+        keys.get("/.well-known/jwks.json")(self.jwks)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=keys), base_url="http://issuer.test")
+        app.state.jwks = JwksCache("http://issuer.test/.well-known/jwks.json", http_client=client)
+        app.state.jwks_client = client
+        app.state.token_verifier = TokenVerifier(app.state.jwks, issuer=self.issuer, audience=self.audience)
+
+    def token(self, **claims: Any) -> str:
+        return mint_access_token(self.key, issuer=self.issuer, audience=self.audience, **claims)

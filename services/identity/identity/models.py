@@ -1,7 +1,6 @@
 """Every table of the identity service, for migrations."""
 
 from identity.accounts.models import BrowserSession, LoginThrottle, TotpCredential
-from identity.audit.models import AuditEntry
 from identity.imports.models import ImportJob, ImportUpload
 from identity.keys.models import SigningKey
 from identity.oauth.models import (
@@ -16,6 +15,7 @@ from identity.oauth.models import (
 )
 from identity.organisations.models import Organisation
 from identity.people.models import GuardianLink, Person, RoleGrant
+from kit.audit import AuditEntry
 from kit.db import service_metadata
 from kit.inbox import ProcessedEvent
 from kit.outbox import OutboxEvent

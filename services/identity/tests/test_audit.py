@@ -8,10 +8,10 @@ import httpx
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from identity.audit.models import AuditEntry
 from identity.people import service as people
 from identity.people.schemas import PersonCreate
 from identity.testing import Directory, TokenFactory, bearer
+from kit.audit import AuditEntry
 from kit.crypto import FieldCipher
 
 

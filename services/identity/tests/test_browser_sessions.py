@@ -13,11 +13,11 @@ from starlette.requests import Request
 
 from identity.accounts import service as accounts
 from identity.accounts.models import BrowserSession
-from identity.audit.models import AuditEntry
 from identity.people import service as people
 from identity.people.models import Person
 from identity.testing import Directory
 from identity.web import sessions
+from kit.audit import AuditEntry
 
 PASSWORD = "Xiamen#Bay2026"
 

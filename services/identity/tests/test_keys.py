@@ -12,10 +12,10 @@ from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 from sqlmodel import select
 
-from identity.audit.models import AuditEntry
 from identity.config import IdentitySettings
 from identity.keys import service as keys
 from identity.testing import Directory, TokenFactory, bearer
+from kit.audit import AuditEntry
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 

@@ -16,13 +16,13 @@ from identity.accounts import service as accounts
 from identity.accounts.models import LoginThrottle
 from identity.accounts.throttle import IpThrottle
 from identity.audit import service as audit
-from identity.audit.models import AuditEntry
 from identity.config import IdentitySettings
 from identity.deps import Origin
 from identity.people import service as people
 from identity.people.models import Person
 from identity.testing import Directory, csrf_token_in, message_in
 from identity.web.sessions import safe_next
+from kit.audit import AuditEntry
 
 PASSWORD = "Xiamen#Bay2026"
 WRONG = "Wrong#Pass1"

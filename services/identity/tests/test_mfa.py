@@ -15,13 +15,13 @@ from identity.accounts import service as accounts
 from identity.accounts import totp
 from identity.accounts.models import BrowserSession, TotpCredential
 from identity.audit import service as audit
-from identity.audit.models import AuditEntry
 from identity.config import IdentitySettings
 from identity.deps import Origin
 from identity.people import service as people
 from identity.people.models import Person, RoleGrant
 from identity.testing import Directory, csrf_token_in, message_in
 from identity.web import sessions
+from kit.audit import AuditEntry
 
 INITIAL = "Chushi#Mima2026"
 PASSWORD = "Lujiang#Bay7"

@@ -26,11 +26,11 @@ from joserfc.jwk import RSAKey
 from sqlmodel import select
 
 from identity.audit import service as audit
-from identity.audit.models import AuditEntry
 from identity.config import IdentitySettings
 from identity.oauth import tokens
 from identity.oauth.models import IssuedAccessToken, OAuthClient
 from identity.testing import Directory, RegisteredClient, TokenFactory, all_published, bearer, register_client
+from kit.audit import AuditEntry
 from kit.auth import JwksCache, TokenVerifier
 from kit.natsserver import NatsServer
 

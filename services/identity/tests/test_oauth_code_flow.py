@@ -25,7 +25,6 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlmodel import col, select
 
-from identity.audit.models import AuditEntry
 from identity.config import IdentitySettings
 from identity.oauth.models import AuthorizationCode
 from identity.people import service as people
@@ -42,6 +41,7 @@ from identity.testing import (
     register_client,
     resident_id,
 )
+from kit.audit import AuditEntry
 
 BASE = "http://identity.test"
 AUTHORIZE = f"{BASE}/oauth/authorize"

@@ -10,11 +10,11 @@ import httpx
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from identity.audit.models import AuditEntry
 from identity.organisations import service as organisations
 from identity.organisations.schemas import OrganisationCreate
 from identity.people.models import GuardianLink, Person, RoleGrant
 from identity.testing import Directory, TokenFactory, bearer, resident_id
+from kit.audit import AuditEntry
 from kit.identifiers import resident_id_check_character
 from kit.outbox import OutboxEvent
 

@@ -139,6 +139,7 @@ class Exchange:
     status: int = 500
     principal: Principal | None = None
     school_id: str | None = None
+    app_schools: list[str] | None = None  # an 'installed' route: the schools whose data an app may get
     request_bytes: int = 0
     response_bytes: int = 0
 

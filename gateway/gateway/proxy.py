@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.api import API_PREFIX, RouteSpec
+from contracts.api import API_PREFIX, APP_SCHOOLS_HEADER, RouteSpec
 from gateway import edge
 from gateway.config import GatewaySettings
 from gateway.edge import Exchange, Headers
@@ -58,6 +58,7 @@ REQUEST_DURATION = Histogram(
 BUFFERED_BODY_BYTES = 65_536  # bodies up to this size are read whole, so an idempotent retry can resend them
 ROOT_ROUTE = RouteSpec(method="GET", path="/", summary="identity provider pages", authenticated=False)
 CORS_ALLOWED_HEADERS = b"authorization, content-type, accept, accept-language, idempotency-key, x-request-id"
+_APP_SCHOOLS_HEADER = APP_SCHOOLS_HEADER.lower().encode()
 CORS_EXPOSED_HEADERS = (
     b"x-request-id, retry-after, location, ratelimit-limit, ratelimit-remaining, ratelimit-reset, ratelimit-policy"
 )
@@ -240,6 +241,16 @@ class GatewayProxy:
         route = match.route
         if route.app_access == "none":
             raise Forbidden("Apps from the app store cannot call this API; it is for the platform's own services.")
+        if route.app_access == "installed":
+            schools = self.installations.schools_granting(principal.client_id, route.scopes)
+            if not schools:
+                raise Forbidden(
+                    "No school has installed this app with the scope(s) this API needs, so there is no data it may "
+                    "read here.",
+                    missing_scopes=list(route.scopes),
+                )
+            exchange.app_schools = schools
+            return
         if route.tenant is None:
             return  # 'open': no school's data
         locator = route.tenant
@@ -326,6 +337,8 @@ class GatewayProxy:
         if host is not None:
             headers.append((b"x-forwarded-host", host))
         headers.append((b"x-request-id", exchange.request_id.encode()))
+        if exchange.app_schools is not None:
+            headers.append((_APP_SCHOOLS_HEADER, ",".join(exchange.app_schools).encode()))
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         headers.extend((name.encode(), value.encode()) for name, value in carrier.items())

@@ -8,17 +8,15 @@ and it serves the JWKS of the test signing key, standing in for the identity pro
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
-from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from contracts.api import RouteSpec, ServiceApi, TenantLocator
+from kit.testing import mint_access_token
 
 ISSUER = "https://id.edu-platform.test"
 AUDIENCE = "edu-platform"
@@ -36,6 +34,10 @@ STAND_IN_API = ServiceApi(
         RouteSpec(
             method="GET", path="/roster", summary="Roster by query", scopes=("roster.read",),
             app_access="school", tenant=TenantLocator(source="query", name="school_id"),
+        ),
+        RouteSpec(
+            method="GET", path="/rosters", summary="Rosters across schools", scopes=("roster.read",),
+            app_access="installed",
         ),
         RouteSpec(method="GET", path="/platform-only", summary="Platform only", scopes=("org.read",)),
         RouteSpec(method="POST", path="/upload", summary="Upload", scopes=("org.write",), max_body_bytes=100_000),
@@ -93,6 +95,11 @@ class StandIn:
         async def roster_by_query(school_id: str) -> dict[str, Any]:
             self._count("roster")
             return {"school_id": school_id}
+
+        @app.get("/rosters")
+        async def rosters(request: Request) -> dict[str, Any]:
+            self._count("rosters")
+            return {"app_schools": request.headers.get("x-edu-app-schools")}
 
         @app.get("/platform-only")
         async def platform_only() -> dict[str, str]:
@@ -167,32 +174,7 @@ class StandIn:
         return app
 
 
-def mint(
-    key: RSAKey,
-    *,
-    scopes: str = "org.read",
-    client_id: str = "platform-portal",
-    subject: str | None = None,
-    app_id: str | None = None,
-    expires_in: int = 300,
-    roles: list[dict[str, str]] | None = None,
-    jti: str | None = None,
-    issuer: str = ISSUER,
-    audience: str = AUDIENCE,
-) -> str:
-    """An RFC 9068 access token signed with the test key."""
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": issuer,
-        "sub": subject or client_id,
-        "aud": audience,
-        "exp": now + expires_in,
-        "iat": now,
-        "jti": jti or uuid.uuid4().hex,
-        "client_id": client_id,
-        "scope": scopes,
-        "roles": roles or [],
-    }
-    if app_id is not None:
-        claims["app_id"] = app_id
-    return jwt.encode({"alg": "RS256", "kid": key.kid, "typ": "at+jwt"}, claims, key, algorithms=["RS256"])
+def mint(key: RSAKey, *, issuer: str = ISSUER, audience: str = AUDIENCE, **claims: Any) -> str:
+    """An RFC 9068 access token signed with the test key (scope ``org.read`` unless told)."""
+    claims.setdefault("scopes", "org.read")
+    return mint_access_token(key, issuer=issuer, audience=audience, **claims)

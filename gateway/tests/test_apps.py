@@ -66,6 +66,32 @@ def test_an_app_is_refused_a_scope_the_school_did_not_grant(gateway: GatewayFact
     assert problem(response)["missing_scopes"] == ["roster.read"]
 
 
+def test_a_list_across_schools_names_only_the_schools_that_granted_the_scope(gateway: GatewayFactory) -> None:
+    gw = gateway()
+    install(gw, "school-b", ["roster.read", "org.read"])
+    install(gw, "school-a", ["roster.read"])
+    install(gw, "school-c", ["org.read"])
+    headers = gw.bearer(scopes="roster.read", **APP)
+    response = httpx.get(f"{gw.url}/api/standin/rosters", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["app_schools"] == "school-a,school-b"
+    # A client cannot name schools itself: the header it sends is dropped and replaced.
+    spoofed = httpx.get(f"{gw.url}/api/standin/rosters", headers={**headers, "X-Edu-App-Schools": "school-c"})
+    assert spoofed.json()["app_schools"] == "school-a,school-b"
+    # The platform's own clients are confined by their roles in the service, not by installations.
+    portal = httpx.get(f"{gw.url}/api/standin/rosters", headers=gw.bearer(scopes="roster.read"))
+    assert portal.json()["app_schools"] is None
+
+
+def test_a_list_across_schools_is_refused_to_an_app_no_school_granted(gateway: GatewayFactory) -> None:
+    gw = gateway()
+    install(gw, "school-c", ["org.read"])
+    response = httpx.get(f"{gw.url}/api/standin/rosters", headers=gw.bearer(scopes="roster.read", **APP))
+    assert response.status_code == 403
+    assert problem(response)["missing_scopes"] == ["roster.read"]
+    assert gw.stand_in.calls.get("rosters", 0) == 0
+
+
 def test_a_school_found_in_the_query_must_be_named_once(gateway: GatewayFactory) -> None:
     gw = gateway()
     install(gw, "school-a", ["roster.read"])

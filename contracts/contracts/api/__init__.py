@@ -9,6 +9,7 @@ service still checks role and organisation itself. Pure data: imports pydantic o
 
 from contracts.api.routes import (
     API_PREFIX,
+    APP_SCHOOLS_HEADER,
     SERVICE_APIS,
     AppAccess,
     HttpMethod,
@@ -20,6 +21,7 @@ from contracts.api.routes import (
 
 __all__ = [
     "API_PREFIX",
+    "APP_SCHOOLS_HEADER",
     "SERVICE_APIS",
     "AppAccess",
     "HttpMethod",

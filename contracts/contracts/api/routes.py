@@ -16,8 +16,15 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 #: How a vendor's app (a token whose client is not first-party) may use a route:
 #: ``none``: never; ``school``: only for a school that installed the app and granted it the route's
 #: scopes, the school being found by ``tenant``; ``open``: any app holding the scopes, because the
-#: route serves no school's data (the organisation tree, the resource catalogue).
-AppAccess = Literal["none", "school", "open"]
+#: route serves no school's data (the organisation tree, the resource catalogue); ``installed``: any app
+#: holding the scopes, on a route that lists data across schools (a OneRoster collection): the gateway
+#: names the schools that installed the app and granted it the route's scopes in ``APP_SCHOOLS_HEADER``
+#: and the service returns only their data.
+AppAccess = Literal["none", "school", "open", "installed"]
+
+#: Set by the gateway (never by a client: it strips every ``X-Edu-*`` header it receives) on an app's calls
+#: to an ``installed`` route: the comma-separated ids of the schools whose data the call may return.
+APP_SCHOOLS_HEADER = "X-Edu-App-Schools"
 
 _PARAMETER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _PATH = re.compile(r"^(/([A-Za-z0-9._~-]+|\{[a-z_][a-z0-9_]*\}))+$|^/$")

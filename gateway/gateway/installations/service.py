@@ -27,6 +27,7 @@ _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 class Snapshot:
     granted: dict[tuple[str, str], frozenset[str]]  # (client_id, school_id) -> scopes
     origins: frozenset[str]
+    by_client: dict[str, dict[str, frozenset[str]]]  # client_id -> school_id -> scopes
 
 
 class InstallationDirectory:
@@ -36,7 +37,7 @@ class InstallationDirectory:
         self.database = database
         self.refresh_seconds = refresh_seconds
         self.extra_origins = frozenset(origin.rstrip("/") for origin in extra_origins or [])
-        self._snapshot = Snapshot({}, self.extra_origins)
+        self._snapshot = Snapshot({}, self.extra_origins, {})
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.loaded = False
@@ -44,6 +45,11 @@ class InstallationDirectory:
     def granted_scopes(self, client_id: str, school_id: str) -> frozenset[str] | None:
         """The scopes ``school_id`` granted the app's client, or None when it has not installed it."""
         return self._snapshot.granted.get((client_id, school_id))
+
+    def schools_granting(self, client_id: str, scopes: tuple[str, ...]) -> list[str]:
+        """The schools that installed the app's client and granted it every one of ``scopes``, sorted."""
+        schools = self._snapshot.by_client.get(client_id, {})
+        return sorted(school for school, granted in schools.items() if granted.issuperset(scopes))
 
     def origin_allowed(self, origin: str) -> bool:
         return origin in self._snapshot.origins
@@ -60,10 +66,11 @@ class InstallationDirectory:
                 )
             ).all()
             origins = session.exec(select(AppOrigin.origin)).all()
-        return Snapshot(
-            {(client_id, school_id): frozenset(scopes.split()) for client_id, school_id, scopes in rows},
-            self.extra_origins | frozenset(origins),
-        )
+        granted = {(client_id, school_id): frozenset(scopes.split()) for client_id, school_id, scopes in rows}
+        by_client: dict[str, dict[str, frozenset[str]]] = {}
+        for (client_id, school_id), scopes in granted.items():
+            by_client.setdefault(client_id, {})[school_id] = scopes
+        return Snapshot(granted, self.extra_origins | frozenset(origins), by_client)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._refresh_forever(), name="installation-refresh")

@@ -252,6 +252,22 @@ SCOPES: tuple[Scope, ...] = (
         audience=_BOTH,
     ),
     Scope(
+        id="enrollment.write",
+        description_zh="管理招生入学、学年学期、班级设置、任课安排和学生分班",
+        description_en="Manage admission, school years and terms, classes, teacher assignments and class placement",
+        personal_fields=("class_membership", "enrollment_record", "name", "resident_id_number_masked"),
+        sensitive=True,
+        audience=_PLATFORM,
+    ),
+    Scope(
+        id="admission.apply",
+        description_zh="家长为子女提交、修改和查看入学申请",
+        description_en="Parents submit, change and follow their children's school admission applications",
+        personal_fields=("enrollment_record", "guardian_relationship", "name", "resident_id_number_masked"),
+        sensitive=True,
+        audience=_PLATFORM,
+    ),
+    Scope(
         id="resources.read",
         description_zh="读取教学资源目录",
         description_en="Read the catalogue of teaching and learning resources",

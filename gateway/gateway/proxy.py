@@ -280,6 +280,7 @@ class GatewayProxy:
                 school_id=school_id,
                 missing_scopes=not_granted,
             )
+        exchange.app_schools = [school_id]
 
     async def _request_body(
         self, exchange: Exchange, receive: Receive, route: RouteSpec

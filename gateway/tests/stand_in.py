@@ -87,9 +87,13 @@ class StandIn:
             return {"created": body}
 
         @app.get("/schools/{school_id}/roster")
-        async def roster(school_id: str) -> dict[str, Any]:
+        async def roster(school_id: str, request: Request) -> dict[str, Any]:
             self._count("roster")
-            return {"school_id": school_id, "classes": ["一年级1班"]}
+            return {
+                "school_id": school_id,
+                "classes": ["一年级1班"],
+                "app_schools": request.headers.get("x-edu-app-schools"),
+            }
 
         @app.get("/roster")
         async def roster_by_query(school_id: str) -> dict[str, Any]:

@@ -45,6 +45,7 @@ def test_an_app_reaches_a_school_that_installed_it_and_granted_the_scope(gateway
     response = httpx.get(f"{gw.url}/api/standin/schools/school-a/roster", headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["school_id"] == "school-a"
+    assert response.json()["app_schools"] == "school-a"  # the service confines the app to the checked school
 
 
 def test_an_app_is_refused_at_a_school_that_did_not_install_it(gateway: GatewayFactory) -> None:

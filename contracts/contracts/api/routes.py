@@ -23,7 +23,9 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 AppAccess = Literal["none", "school", "open", "installed"]
 
 #: Set by the gateway (never by a client: it strips every ``X-Edu-*`` header it receives) on an app's calls
-#: to an ``installed`` route: the comma-separated ids of the schools whose data the call may return.
+#: to an ``installed`` route (the comma-separated ids of the schools whose data the call may return) and to
+#: a ``school`` route (the one school the gateway found installed), so the service confines the app the same
+#: way on both.
 APP_SCHOOLS_HEADER = "X-Edu-App-Schools"
 
 _PARAMETER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -130,9 +132,10 @@ class ServiceApi(BaseModel):
 
 
 def _registry() -> dict[str, ServiceApi]:
+    from contracts.api.enrollment import ENROLLMENT_API
     from contracts.api.identity import IDENTITY_API
 
-    return {api.service: api for api in (IDENTITY_API,)}
+    return {api.service: api for api in (IDENTITY_API, ENROLLMENT_API)}
 
 
 SERVICE_APIS: dict[str, ServiceApi] = _registry()

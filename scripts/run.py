@@ -43,6 +43,7 @@ class Service:
 # Every service of the platform; a new service adds its line here. The gateway is started last.
 SERVICES = [
     Service("identity", int(os.environ.get("EDU_IDENTITY_PORT", "8101")), "统一身份 Identity directory and keys"),
+    Service("enrollment", int(os.environ.get("EDU_ENROLLMENT_PORT", "8102")), "招生入学 Admission, classes, rosters"),
 ]
 GATEWAY = Service("gateway", int(os.environ.get("EDU_GATEWAY_PORT", "8100")), "API 网关 the one public entry")
 ALL = [*SERVICES, GATEWAY]
@@ -176,6 +177,10 @@ def main() -> None:
         processes.append((service, process))
     for service, process in processes:
         wait_ready(service, process)
+    enrollment = next(service for service in SERVICES if service.name == "enrollment")
+    season = json.loads(run_step(enrollment, service_env(enrollment, identity), "load-demo"))
+    if season["season_id"]:
+        print("✓ demo admission season opened (enrollment): the first district's primary schools")
 
     print("\nThe platform is running. 平台已启动。\n")
     print(f"  {'Open the platform 平台入口':<28} {GATEWAY.url}/login")

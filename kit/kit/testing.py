@@ -219,3 +219,46 @@ class TestIssuer:
 
     def token(self, **claims: Any) -> str:
         return mint_access_token(self.key, issuer=self.issuer, audience=self.audience, **claims)
+
+
+# ------------------------------------------------------------------------------------ route catalogue
+
+
+_OPERATIONAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
+
+
+def documented_operations(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every operation in a service's own OpenAPI document; hidden pages are not in it."""
+    document = app.openapi()
+    return {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method.upper() in _METHODS
+    }
+
+
+def concrete_path(template: str) -> str:
+    """A path template with every parameter filled by a well-formed id nobody has."""
+    import re
+
+    return re.sub(r"\{[a-z_][a-z0-9_]*\}", "00000000-0000-4000-8000-000000000000", template)
+
+
+def catalogue_drift(app: FastAPI, api: Any) -> tuple[list[str], list[str]]:
+    """Routes the gateway's catalogue (a ``contracts.api.ServiceApi``) declares but the service does not serve,
+    and operations the service serves that the catalogue lacks (outside its root paths)."""
+
+    def at_the_root(path: str) -> bool:
+        return any(path == root or (root.endswith("/") and path.startswith(root)) for root in api.root_paths)
+
+    documented = documented_operations(app)
+    catalogued = {(route.method, route.path) for route in api.routes}
+    missing = sorted(route.operation_key for route in api.routes if (route.method, route.path) not in documented)
+    stray = sorted(
+        f"{method} {path}"
+        for method, path in documented
+        if (method, path) not in catalogued and path not in _OPERATIONAL_PATHS and not at_the_root(path)
+    )
+    return missing, stray

@@ -1,0 +1,1 @@
+"""The enrollment service: admission, school years and classes, rosters."""

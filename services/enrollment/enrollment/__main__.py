@@ -1,0 +1,5 @@
+import sys
+
+from enrollment.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""School years and terms, grades, courses, classes, teachers and class membership over time."""

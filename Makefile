@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run test lint format typecheck contracts bench bench-outbox bench-import bench-oauth bench-gateway clean
+.PHONY: help install run test lint format typecheck contracts bench bench-outbox bench-import bench-oauth bench-gateway bench-placement bench-roster clean
 
 help:
 	@echo "make run        start the whole platform with demo data"
@@ -53,7 +53,7 @@ typecheck: install
 contracts: install
 	$(BIN)/python -m contracts.generate
 
-bench: bench-outbox bench-import bench-oauth bench-gateway
+bench: bench-outbox bench-import bench-oauth bench-gateway bench-placement bench-roster
 
 bench-outbox: install
 	$(BIN)/python bench/outbox_throughput.py
@@ -66,6 +66,12 @@ bench-oauth: install
 
 bench-gateway: install
 	$(BIN)/python bench/gateway_latency.py
+
+bench-placement: install
+	$(BIN)/python bench/placement.py
+
+bench-roster: install
+	$(BIN)/python bench/roster_listing.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

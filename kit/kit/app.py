@@ -133,3 +133,13 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+def serve(factory: str, settings: ServiceSettings, *, reload: bool = False) -> None:
+    """Run a service's app factory (``"identity.main:create_app"``) with uvicorn on its configured address."""
+    import uvicorn
+
+    uvicorn.run(
+        factory, factory=True, host=settings.http_host, port=settings.http_port, reload=reload, log_config=None,
+        server_header=False,
+    )  # fmt: skip

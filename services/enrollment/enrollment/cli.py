@@ -9,6 +9,7 @@ import sys
 from enrollment import demo
 from enrollment.config import get_settings
 from enrollment.main import migrate
+from kit.app import serve as serve_http
 from kit.db import Database
 
 
@@ -33,12 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             database.dispose()
         print(json.dumps({"season_id": season_id}))
         return 0
-    import uvicorn
-
-    uvicorn.run(
-        "enrollment.main:create_app", factory=True, host=settings.http_host, port=settings.http_port,
-        reload=args.reload, log_config=None,
-    )  # fmt: skip
+    serve_http("enrollment.main:create_app", settings, reload=args.reload)
     return 0
 
 

@@ -10,6 +10,7 @@ from identity.config import get_settings
 from identity.demo import DEMO_PASSWORD, load
 from identity.keys import service as keys
 from identity.main import migrate
+from kit.app import serve as serve_http
 from kit.crypto import FieldCipher
 from kit.db import Database
 
@@ -45,12 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 }, ensure_ascii=False))  # fmt: skip
         database.dispose()
         return 0
-    import uvicorn
-
-    uvicorn.run(
-        "identity.main:create_app", factory=True, host=settings.http_host, port=settings.http_port,
-        reload=args.reload, log_config=None,
-    )  # fmt: skip
+    serve_http("identity.main:create_app", settings, reload=args.reload)
     return 0
 
 

@@ -8,6 +8,8 @@ from datetime import date, timedelta
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from contracts.events.enrollment import ClassChangedV1, ClassDeletedV1, ClassMembershipChangedV1
@@ -667,3 +669,19 @@ async def test_a_pupil_without_a_grade_takes_the_grade_of_their_class(client: ht
     assert [(item["student_id"], item["grade_name"]) for item in after.json()["items"]] == [(newcomer, "三年级")]
     # OneRoster users carry their grade, so the feed announces the change.
     assert changes_of(city, "users", newcomer)[user_changes:] == [("upsert", city.school_a1)]
+
+
+async def test_the_database_keeps_a_pupil_in_one_homeroom_class_even_under_a_race(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    year = await school_year(client, city)
+    first = await new_class(client, city, year["id"], number=1)
+    second = await new_class(client, city, year["id"], number=2)
+    pupil = enrol(city, "racer", school_id=city.school_a1)
+    # Two placements that both passed the service's check: the second insert is refused by the database.
+    with city.database.session() as session:
+        session.add(ClassMembership(class_id=first["id"], school_id=city.school_a1, student_id=pupil,
+                                    start_date=school_today(), reason="assigned"))  # fmt: skip
+    with pytest.raises(IntegrityError), city.database.session() as session:
+        session.add(ClassMembership(class_id=second["id"], school_id=city.school_a1, student_id=pupil,
+                                    start_date=school_today(), reason="assigned"))  # fmt: skip

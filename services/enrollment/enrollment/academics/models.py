@@ -134,7 +134,15 @@ class ClassMembership(SQLModel, table=True):
     """A pupil in a class over a period; a transfer ends one membership and starts another, history kept."""
 
     __tablename__ = "class_membership"
-    __table_args__ = (sa.Index("ix_class_membership_current", "class_id", "end_date"),)
+    __table_args__ = (
+        sa.Index("ix_class_membership_current", "class_id", "end_date"),
+        # A pupil is in one homeroom class at a time, also when two placements race (checked in code first).
+        sa.Index(
+            "uq_class_membership_one_homeroom", "student_id", unique=True,
+            postgresql_where=sa.text("end_date IS NULL AND homeroom"),
+            sqlite_where=sa.text("end_date IS NULL AND homeroom"),
+        ),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     class_id: str = Field(foreign_key="school_class.id", index=True, max_length=36)
@@ -143,5 +151,6 @@ class ClassMembership(SQLModel, table=True):
     start_date: date
     end_date: date | None = None
     reason: str = Field(max_length=32)  # assigned | balanced_assignment | transfer | left
+    homeroom: bool = True  # the pupil's 行政班 (a teaching group of a scheduled class would be False)
     note: str | None = Field(default=None, max_length=200)  # why a pupil moved, as the school recorded it
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True), index=True)

@@ -119,12 +119,14 @@ def _end_period(
     """End ``row`` the day before ``effective_on``; False when it never took effect and was removed instead."""
     if row.start_date >= effective_on:
         session.delete(row)
+        session.flush()  # before the period that replaces it is inserted (one open homeroom per pupil)
         if record:
             changes.record(session, entity="enrollments", entity_id=row.id, school_id=row.school_id, operation="delete")
         return False
     row.end_date = _day_before(effective_on)
     row.updated_at = utcnow()
     session.add(row)
+    session.flush()
     if record:
         changes.record(session, entity="enrollments", entity_id=row.id, school_id=row.school_id)
     return True

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 04:10:28.982785
+Create Date: 2026-11-25 04:23:59.650157
 """
 
 from collections.abc import Sequence
@@ -400,6 +400,7 @@ def upgrade() -> None:
     sa.Column('start_date', sa.Date(), nullable=False),
     sa.Column('end_date', sa.Date(), nullable=True),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('homeroom', sa.Boolean(), nullable=False),
     sa.Column('note', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['class_id'], ['school_class.id'], name=op.f('fk_class_membership_class_id_school_class')),
@@ -411,6 +412,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_class_membership_school_id'), ['school_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_class_membership_student_id'), ['student_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_class_membership_updated_at'), ['updated_at'], unique=False)
+        batch_op.create_index('uq_class_membership_one_homeroom', ['student_id'], unique=True, postgresql_where=sa.text('end_date IS NULL AND homeroom'), sqlite_where=sa.text('end_date IS NULL AND homeroom'))
 
     op.create_table('class_teacher',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -444,6 +446,7 @@ def downgrade() -> None:
 
     op.drop_table('class_teacher')
     with op.batch_alter_table('class_membership', schema=None) as batch_op:
+        batch_op.drop_index('uq_class_membership_one_homeroom', postgresql_where=sa.text('end_date IS NULL AND homeroom'), sqlite_where=sa.text('end_date IS NULL AND homeroom'))
         batch_op.drop_index(batch_op.f('ix_class_membership_updated_at'))
         batch_op.drop_index(batch_op.f('ix_class_membership_student_id'))
         batch_op.drop_index(batch_op.f('ix_class_membership_school_id'))

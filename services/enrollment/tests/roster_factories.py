@@ -24,8 +24,10 @@ from enrollment.testing import City
 from kit.db import Database
 
 
-def add_school_year(database: Database, org_id: str, *, year: int = 2027, school_id: str | None = None) -> str:
-    """A school year ending in ``year`` with its two terms; returns the school year's id."""
+def add_school_year(
+    database: Database, org_id: str, *, year: int = 2027, school_id: str | None = None
+) -> tuple[str, list[str]]:
+    """A school year ending in ``year`` with its two terms; returns the ids of the year and of its terms."""
     with database.session() as session:
         school_year = AcademicSession(
             org_id=org_id,
@@ -56,7 +58,7 @@ def add_school_year(database: Database, org_id: str, *, year: int = 2027, school
         session.flush()
         for item in [school_year, *terms]:
             changes.record(session, entity="academicSessions", entity_id=item.id, school_id=school_id)
-        return school_year.id
+        return school_year.id, [term.id for term in terms]
 
 
 def add_course(
@@ -119,8 +121,9 @@ def place(
     *,
     start: date = date(2026, 9, 1),
     end: date | None = None,
+    homeroom: bool = True,
 ) -> str:
-    """A pupil's membership of a class (ended when ``end`` is given)."""
+    """A pupil's membership of a class (ended when ``end`` is given); ``homeroom`` False for a teaching group."""
     with database.session() as session:
         membership = ClassMembership(
             class_id=class_id,
@@ -129,6 +132,7 @@ def place(
             start_date=start,
             end_date=end,
             reason="left" if end else "assigned",
+            homeroom=homeroom,
         )
         session.add(membership)
         session.flush()
@@ -191,6 +195,8 @@ class Roster:
 
     school_year: str
     b1_school_year: str
+    term: str
+    b1_term: str
     courses: dict[str, str] = field(default_factory=dict)
     classes: dict[str, str] = field(default_factory=dict)
     students: dict[str, str] = field(default_factory=dict)
@@ -217,9 +223,9 @@ def build_roster(city: City) -> Roster:
     and had 李思涵 before she moved to class 1. B1's class has 陈雨桐 and 刘浩然 (head teacher 赵老师).
     """
     database = city.database
-    school_year = add_school_year(database, city.city_id)
-    b1_year = add_school_year(database, city.school_b1, year=2026, school_id=city.school_b1)
-    roster = Roster(school_year=school_year, b1_school_year=b1_year)
+    school_year, terms = add_school_year(database, city.city_id)
+    b1_year, b1_terms = add_school_year(database, city.school_b1, year=2026, school_id=city.school_b1)
+    roster = Roster(school_year=school_year, b1_school_year=b1_year, term=terms[0], b1_term=b1_terms[0])
     roster.courses["a1_homeroom"] = add_course(database, city.school_a1, school_year, code="G01-HR", title="一年级")
     roster.courses["a1_maths"] = add_course(
         database, city.school_a1, school_year, code="G01-MA", title="一年级数学", subject="数学"

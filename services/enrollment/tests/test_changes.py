@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import httpx
@@ -71,8 +72,10 @@ async def test_a_client_resuming_from_its_cursor_gets_only_what_followed(
     last = seen[-1]["cursor"]
     quiet = (await client.get("/changes", params={"cursor": str(last)}, headers=headers)).json()
     assert quiet == {"changes": [], "next_cursor": last, "has_more": False}
-    membership = place(city.database, roster.classes["a1_2"], city.school_a1, roster.students["wang"])
-    place(city.database, roster.classes["b1_1"], city.school_b1, roster.students["chen"])
+    membership = place(city.database, roster.classes["a1_maths"], city.school_a1, roster.students["wang"],
+                       homeroom=False)  # fmt: skip
+    place(city.database, roster.classes["b1_1"], city.school_b1, roster.students["liu"], start=date(2026, 9, 2),
+          end=date(2026, 9, 3))  # fmt: skip
     after = (await client.get("/changes", params={"cursor": str(last)}, headers=headers)).json()
     assert [(change["entity"], change["sourcedId"]) for change in after["changes"]] == [("enrollments", membership)]
     assert after["next_cursor"] > last

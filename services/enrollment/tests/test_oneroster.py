@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from jsonschema import Draft202012Validator
 
 from contracts.events.identity import PersonCreatedV1
@@ -711,8 +712,9 @@ async def test_deep_pages_stay_exact_when_the_roster_changes_between_them(
 
     walked = [await page(offset) for offset in (0, 2, 4, 6)]
     assert walked[2] == await page(4)  # resumed after the remembered boundary, same rows as OFFSET
-    everyone = [record["sourcedId"] for record in collection(await client.get(BASE + "/users", headers=headers),
-                                                              "users")]  # fmt: skip
+    everyone = [
+        record["sourcedId"] for record in collection(await client.get(BASE + "/users", headers=headers), "users")
+    ]
     assert [sourced_id for chunk in walked for sourced_id in chunk] == everyone[:8]
     # A new pupil whose sourcedId sorts first shifts every later page by one.
     newcomer = "00000000-0000-4000-8000-000000000000"
@@ -721,3 +723,145 @@ async def test_deep_pages_stay_exact_when_the_roster_changes_between_them(
     assert await page(4) == everyone[4:6]
     response = await client.get(BASE + "/users", params={"limit": "2", "offset": "4"}, headers=headers)
     assert response.headers["X-Total-Count"] == str(len(everyone))
+
+
+# ------------------------------------------------------------------------------ every route, four ways
+
+
+def route_templates() -> list[str]:
+    from enrollment.oneroster.router import router
+
+    return [route.path for route in router.routes if isinstance(route, APIRoute)]
+
+
+def fill(template: str, values: dict[str, str], objects: dict[str, str]) -> str:
+    """A route's path with its parameters set: ``{sourced_id}`` by the collection it follows."""
+    collection_name = template.removeprefix(BASE + "/").split("/")[0]
+    path = template.replace("{sourced_id}", objects[collection_name])
+    for name, value in values.items():
+        path = path.replace("{" + name + "}", value)
+    assert "{" not in path, path
+    return path
+
+
+def own_school(city: City, roster: Roster) -> tuple[dict[str, str], dict[str, str]]:
+    values = {
+        "school_id": city.school_a1,
+        "class_id": roster.classes["a1_1"],
+        "course_id": roster.courses["a1_maths"],
+        "term_id": roster.term,
+        "user_id": roster.students["li"],
+        "student_id": roster.students["li"],
+        "teacher_id": city.people["a1_teacher"].id,
+    }
+    objects = {
+        "orgs": city.school_a1,
+        "schools": city.school_a1,
+        "academicSessions": roster.school_year,
+        "terms": roster.term,
+        "courses": roster.courses["a1_maths"],
+        "classes": roster.classes["a1_1"],
+        "users": roster.students["li"],
+        "students": roster.students["li"],
+        "teachers": city.people["a1_teacher"].id,
+        "enrollments": roster.memberships["li"],
+        "demographics": roster.students["li"],
+    }
+    return values, objects
+
+
+def other_school(city: City, roster: Roster) -> tuple[dict[str, str], dict[str, str]]:
+    chen = roster.students["chen"]
+    values = {
+        "school_id": city.school_b1,
+        "class_id": roster.classes["b1_1"],
+        "course_id": roster.courses["b1_homeroom"],
+        "term_id": roster.b1_term,
+        "user_id": chen,
+        "student_id": chen,
+        "teacher_id": city.people["b1_teacher"].id,
+    }
+    objects = {
+        "orgs": city.school_b1,
+        "schools": city.school_b1,
+        "academicSessions": roster.b1_school_year,
+        "terms": roster.b1_term,
+        "courses": roster.courses["b1_homeroom"],
+        "classes": roster.classes["b1_1"],
+        "users": chen,
+        "students": chen,
+        "teachers": city.people["b1_teacher"].id,
+        "enrollments": roster.memberships["chen"],
+        "demographics": chen,
+    }
+    return values, objects
+
+
+def is_collection(template: str) -> bool:
+    return not template.endswith("{sourced_id}")
+
+
+async def test_every_route_answers_its_own_school_in_the_standards_shape(
+    client: httpx.AsyncClient, city: City, roster: Roster
+) -> None:
+    values, objects = own_school(city, roster)
+    headers = city.token("a1_admin")
+    for template in route_templates():
+        response = await client.get(fill(template, values, objects), headers=headers)
+        assert response.status_code == 200, (template, response.text)
+        ((key, body),) = response.json().items()
+        if is_collection(template):
+            check({"type": "array", "items": SCHEMAS[key], "minItems": 1}, body)
+        else:
+            check(SINGULAR[key], body)
+
+
+async def test_every_route_refuses_a_caller_without_a_token(
+    client: httpx.AsyncClient, city: City, roster: Roster
+) -> None:
+    values, objects = own_school(city, roster)
+    for template in route_templates():
+        failure(await client.get(fill(template, values, objects)), 401, "unauthorisedrequest")
+
+
+async def test_no_route_gives_another_schools_data(client: httpx.AsyncClient, city: City, roster: Roster) -> None:
+    values, objects = other_school(city, roster)
+    b1_ids = {
+        city.school_b1,
+        roster.classes["b1_1"],
+        roster.courses["b1_homeroom"],
+        roster.b1_school_year,
+        roster.b1_term,
+        roster.students["chen"],
+        roster.students["liu"],
+        city.people["b1_teacher"].id,
+        roster.memberships["chen"],
+        roster.memberships["liu"],
+        roster.assignments["b1_head"],
+    }
+    headers = city.token("a1_admin")
+    for template in route_templates():
+        path = fill(template, values, objects)
+        response = await client.get(path, headers=headers)
+        if "{" in template:
+            assert response.status_code in (403, 404), (template, response.status_code)
+            check(STATUS_INFO, response.json())
+        else:
+            assert response.status_code == 200, (template, response.text)
+        # An error may name what was asked for; nothing else of B1's may appear.
+        assert not [sourced_id for sourced_id in b1_ids if sourced_id in response.text and sourced_id not in path]
+
+
+async def test_every_route_refuses_bad_query_parameters(client: httpx.AsyncClient, city: City, roster: Roster) -> None:
+    values, objects = own_school(city, roster)
+    headers = city.token("a1_admin")
+    for template in route_templates():
+        path = fill(template, values, objects)
+        if is_collection(template):
+            failure(
+                await client.get(path, params={"filter": "nickname='x'"}, headers=headers), 400, "invalid_filter_field"
+            )
+            failure(await client.get(path, params={"limit": "-3"}, headers=headers), 400, "invaliddata")
+        failure(
+            await client.get(path, params={"fields": "sourcedId,"}, headers=headers), 400, "invalid_selection_field"
+        )

@@ -15,10 +15,10 @@ from fastapi import APIRouter, Query
 
 from enrollment.changes import service as changes
 from enrollment.changes.schemas import ENTITIES, Change, ChangePage, Entity
-from enrollment.deps import CallerDep, SettingsDep, visible_school_ids
-from enrollment.oneroster.service import ROSTER_SCOPE, ROSTERING_PATH, STUDENTS_SCOPE
+from enrollment.deps import CallerDep, SettingsDep
+from enrollment.oneroster.service import ROSTER_SCOPE, ROSTERING_PATH, STUDENTS_SCOPE, roster_access
 from kit.db import ReadSessionDep
-from kit.errors import FieldError, Forbidden, InsufficientScope, InvalidInput
+from kit.errors import FieldError, InsufficientScope, InvalidInput
 
 router = APIRouter(tags=["Roster change feed"])
 
@@ -80,12 +80,11 @@ def list_changes(
     limit: Annotated[str | None, Query(description="Changes per answer (default 100)")] = None,
 ) -> ChangePage:
     """Changes to the roster objects the caller may see, in commit order, after ``cursor``."""
-    caller.require_scope(ROSTER_SCOPE)
+    access = roster_access(session, caller, scope=ROSTER_SCOPE)
     after = parse_cursor(cursor)
     size = parse_limit(limit, settings.changes_max_limit)
     wanted = parse_entities(entities)
-    students = caller.principal.has_scope(STUDENTS_SCOPE)
-    if not students:
+    if not access.students:
         asked = STUDENT_ENTITIES.intersection(wanted or ())
         if asked:
             raise InsufficientScope(
@@ -94,9 +93,7 @@ def list_changes(
                 required_scope=STUDENTS_SCOPE,
             )
         wanted = [name for name in (wanted or ENTITIES) if name not in STUDENT_ENTITIES]
-    school_ids = visible_school_ids(session, caller)
-    if school_ids == [] and not caller.is_app:
-        raise Forbidden("您在任何学校都没有可查看名单的角色；You hold no role that can read a school's roster.")
+    school_ids = None if access.school_ids is None else list(access.school_ids)
     records = changes.since(session, cursor=after, school_ids=school_ids, entities=wanted, limit=size + 1)
     page = records[:size]
     base = settings.public_base_url.rstrip("/") + ROSTERING_PATH

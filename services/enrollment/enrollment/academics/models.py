@@ -138,7 +138,9 @@ class ClassMembership(SQLModel, table=True):
         sa.Index("ix_class_membership_current", "class_id", "end_date"),
         # A pupil is in one homeroom class at a time, also when two placements race (checked in code first).
         sa.Index(
-            "uq_class_membership_one_homeroom", "student_id", unique=True,
+            "uq_class_membership_one_homeroom",
+            "student_id",
+            unique=True,
             postgresql_where=sa.text("end_date IS NULL AND homeroom"),
             sqlite_where=sa.text("end_date IS NULL AND homeroom"),
         ),

@@ -45,7 +45,7 @@ from enrollment.academics.models import (
     StudentEnrollment,
 )
 from enrollment.changes.models import ChangeRecord
-from enrollment.deps import ROSTER_ROLES, Caller, visible_school_ids
+from enrollment.deps import Caller, visible_school_ids
 from enrollment.directory.models import DirectoryOrganisation, DirectoryPerson, DirectoryRole
 from enrollment.oneroster.errors import ForbiddenSchool, InvalidFilterField, UnknownObject
 from enrollment.oneroster.query import (
@@ -92,27 +92,11 @@ def roster_access(session: Session, caller: Caller, *, scope: str) -> RosterAcce
     schools = visible_school_ids(session, caller)
     if schools == [] and not caller.is_app:
         raise Forbidden("您在任何学校都没有可查看名单的角色；You hold no role that can read a school's roster.")
-    if schools and _at_root(caller) and len(schools) == _school_count(session):
-        # Every school (a city administrator): no list of a thousand ids in every query, which would make the
-        # database merge a thousand index ranges instead of walking one.
-        schools = None
     return RosterAccess(
         caller=caller,
         school_ids=None if schools is None else tuple(schools),
         students=caller.principal.has_scope(STUDENTS_SCOPE),
     )
-
-
-def _at_root(caller: Caller) -> bool:
-    """A person holding a roster role at the top of the organisation tree (the city)."""
-    return not caller.is_app and any(
-        claim.role in ROSTER_ROLES and claim.org_path.strip("/").count("/") == 0 for claim in caller.principal.roles
-    )
-
-
-def _school_count(session: Session) -> int:
-    statement = sa.select(sa.func.count()).where(col(DirectoryOrganisation.kind) == "school")
-    return int(session.execute(statement).scalar_one())
 
 
 def note_access(access: RosterAccess, *, collection: str, records: int) -> None:

@@ -2,6 +2,7 @@
 
 * ``schemas/<event_type>.json``: JSON Schema (draft 2020-12) of each event payload (the envelope's ``data``);
 * ``schemas/cloudevents-envelope.json``: JSON Schema of the CloudEvents envelope;
+* ``schemas/app-manifest.v1.json``: JSON Schema of the app manifest vendors submit to the app store;
 * ``scopes.json``: the OAuth scope catalogue and the labels of the personal fields it releases;
 * ``asyncapi.json``: an AsyncAPI 3.0.0 document of every event channel and the dead-letter channel.
 
@@ -24,6 +25,7 @@ from typing import Any
 from contracts.envelope import CONTENT_TYPE_CLOUDEVENTS_JSON, EventEnvelope
 from contracts.events import EventPayload, StreamSpec, registry
 from contracts.events.base import SCHEMA_BASE_URI
+from contracts.manifest import AppManifestV1
 from contracts.messaging import (
     DEAD_LETTER_ADDRESS,
     DEAD_LETTER_STREAM,
@@ -44,6 +46,7 @@ ASYNCAPI_VERSION = "3.0.0"
 PACKAGE_DIR = Path(__file__).resolve().parent
 GENERATED_DIR = PACKAGE_DIR.parent / "generated"
 ENVELOPE_SCHEMA_PATH = "schemas/cloudevents-envelope.json"
+MANIFEST_SCHEMA_PATH = "schemas/app-manifest.v1.json"
 ENVELOPE_SCHEMA_URI = f"{SCHEMA_BASE_URI}/cloudevents-envelope.json"
 NATS_SERVER_HOST = "nats.edu-platform.svc:4222"
 # CloudEvents 1.0 REQUIRED context attributes, plus `data`, which every platform event carries.
@@ -80,6 +83,12 @@ def envelope_schema() -> dict[str, Any]:
     schema = EventEnvelope.model_json_schema()
     schema["required"] = sorted(set(schema.get("required", [])) | set(ENVELOPE_REQUIRED))
     return {"$schema": JSON_SCHEMA_DIALECT, "$id": ENVELOPE_SCHEMA_URI, **schema}
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The standalone JSON Schema of the app manifest (names by their wire aliases, e.g. ``zh-CN``)."""
+    schema = AppManifestV1.model_json_schema(by_alias=True)
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema}
 
 
 def scopes_document() -> dict[str, Any]:
@@ -304,6 +313,7 @@ def build_artefacts() -> dict[str, object]:
     """Every generated file: path relative to ``contracts/generated/`` → its JSON content."""
     artefacts: dict[str, object] = {schema_path(model): event_schema(model) for model in registry.all()}
     artefacts[ENVELOPE_SCHEMA_PATH] = envelope_schema()
+    artefacts[MANIFEST_SCHEMA_PATH] = manifest_schema()
     artefacts["scopes.json"] = scopes_document()
     artefacts["asyncapi.json"] = asyncapi_document()
     return dict(sorted(artefacts.items()))

@@ -142,9 +142,10 @@ SCOPES: tuple[Scope, ...] = (
     # OpenID Connect standard scopes.
     Scope(
         id="openid",
-        description_zh="使用城市教育统一身份登录，应用只获得一个专属于它的匿名用户标识",
-        description_en="Sign in with the city education account; the app only gets a user id unique to it",
-        personal_fields=("pairwise_subject_id",),
+        description_zh="使用城市教育统一身份登录，应用只获得一个专属于它的匿名用户标识，以及您所在的学校和角色",
+        description_en="Sign in with the city education account; the app gets a user id unique to it, "
+        "your school and your roles there",
+        personal_fields=("pairwise_subject_id", "role_grants", "school_membership"),
         audience=_BOTH,
     ),
     Scope(
@@ -319,6 +320,30 @@ SCOPES: tuple[Scope, ...] = (
         id="tokens.introspect",
         description_zh="查验任意访问令牌的状态（网关和平台服务使用）",
         description_en="Introspect any access token (for the gateway and platform services)",
+        audience=_PLATFORM,
+    ),
+    Scope(
+        id="apps.read",
+        description_zh="浏览应用超市、打开本校已安装的应用、申请新应用",
+        description_en="Browse the app store, open the apps your school installed and request new ones",
+        audience=_PLATFORM,
+    ),
+    Scope(
+        id="apps.install",
+        description_zh="为学校安装、调整授权和卸载应用，审批教师的应用申请",
+        description_en="Install, re-grant and uninstall apps for a school; decide teachers' app requests",
+        audience=_PLATFORM,
+    ),
+    Scope(
+        id="apps.develop",
+        description_zh="应用开发者管理本企业的应用、提交版本、查看审核意见和回调投递",
+        description_en="Vendor developers manage their company's apps, versions, reviews and webhook deliveries",
+        audience=_PLATFORM,
+    ),
+    Scope(
+        id="apps.review",
+        description_zh="审核应用准入，暂停或淘汰应用",
+        description_en="Review apps for admission to the store; suspend or retire apps",
         audience=_PLATFORM,
     ),
     Scope(

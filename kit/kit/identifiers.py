@@ -8,6 +8,9 @@ normalised form; on failure it raises a subclass of :class:`IdentifierError` car
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -15,17 +18,20 @@ from datetime import date
 from typing import Literal
 
 __all__ = [
+    "CreditCodeError",
     "IdNumberError",
     "IdentifierError",
     "PhoneError",
     "ResidentId",
     "SchoolCodeError",
     "StudentNumberError",
+    "credit_code_check_character",
     "mask_name",
     "mask_phone",
     "mask_resident_id",
     "mask_student_number",
     "parse_resident_id",
+    "validate_credit_code",
     "validate_phone",
     "validate_school_code",
     "validate_student_number",
@@ -270,3 +276,101 @@ def mask_name(name: str) -> str:
     if len(name) <= 1:
         return "*" * len(name)
     return name[0] + "*" * (len(name) - 1)
+
+
+def pairwise_subject(salt: str, sector_identifier: str, person_id: str) -> str:
+    """The pairwise subject identifier (OIDC Core 8.1) a sector knows a person by: the same for every client of the
+    sector, different across sectors, and not reversible without ``salt``. The identity provider and the app store
+    (for LTI launches) derive it the same way, so an app sees one pseudonym per user whichever way it launches."""
+    mac = hmac.new(salt.encode(), f"{sector_identifier}|{person_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+# ------------------------------------------------------------------ unified social credit code (GB 32100-2015)
+
+
+class CreditCodeError(IdentifierError):
+    """Unified social credit code (统一社会信用代码) is invalid.
+
+    Codes: ``length``, ``characters``, ``authority``, ``type``, ``division``, ``check_character``.
+    """
+
+
+#: GB 32100-2015 §4.2: the code's character set (digits and capitals without I, O, Z, S, V), each worth its index.
+CREDIT_CODE_CHARACTERS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_CREDIT_CODE_VALUES = {character: value for value, character in enumerate(CREDIT_CODE_CHARACTERS)}
+# Weight of position i (1-based) is 3^(i-1) mod 31.
+_CREDIT_CODE_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+#: Registration authorities (position 1) and the organisation types (position 2) each may register.
+CREDIT_CODE_AUTHORITIES: dict[str, tuple[str, frozenset[str]]] = {
+    "1": ("机构编制", frozenset("1239")),
+    "2": ("外交", frozenset("19")),
+    "3": ("司法行政", frozenset("123459")),
+    "4": ("文化", frozenset("19")),
+    "5": ("民政", frozenset("1239")),
+    "6": ("旅游", frozenset("129")),
+    "7": ("宗教", frozenset("129")),
+    "8": ("工会", frozenset("19")),
+    "9": ("市场监督管理（工商）", frozenset("123")),
+    "A": ("中央军委改革和编制办公室", frozenset("19")),
+    "N": ("农业", frozenset("1239")),
+    "Y": ("其他", frozenset("1")),
+}
+
+
+def credit_code_check_character(first17: str) -> str:
+    """The check character of the first 17 characters: C18 = 31 − (Σ Ci × Wi mod 31), 31 counting as 0."""
+    total = sum(_CREDIT_CODE_VALUES[ch] * weight for ch, weight in zip(first17, _CREDIT_CODE_WEIGHTS, strict=True))
+    return CREDIT_CODE_CHARACTERS[(31 - total % 31) % 31]
+
+
+def validate_credit_code(value: str) -> str:
+    """Validate a unified social credit code (统一社会信用代码, GB 32100-2015) and return it normalised.
+
+    18 characters: registration authority (1), organisation type (1), administrative division code (6 digits),
+    organisation code (9), check character (1). Accepts surrounding whitespace, lower case and full-width characters.
+    """
+    code = _normalise(value)
+    if len(code) != 18:
+        raise CreditCodeError(
+            "length",
+            f"统一社会信用代码应为 18 位，实际为 {len(code)} 位",
+            f"the unified social credit code must be 18 characters long, not {len(code)}",
+        )
+    wrong = sorted({ch for ch in code if ch not in _CREDIT_CODE_VALUES})
+    if wrong:
+        shown = "".join(wrong)[:10]
+        raise CreditCodeError(
+            "characters",
+            f"统一社会信用代码只能由数字和除 I、O、Z、S、V 以外的大写字母组成，不能含有 {shown}",
+            f"the unified social credit code may only use digits and capitals other than I, O, Z, S, V, not {shown!r}",
+        )
+    authority = CREDIT_CODE_AUTHORITIES.get(code[0])
+    if authority is None:
+        raise CreditCodeError(
+            "authority",
+            f"第 1 位登记管理部门代码 {code[0]} 不存在（应为 1–9、A、N 或 Y）",
+            f"the registration authority code {code[0]!r} (position 1) does not exist; use 1–9, A, N or Y",
+        )
+    authority_name, types = authority
+    if code[1] not in types:
+        allowed = "、".join(sorted(types))
+        raise CreditCodeError(
+            "type",
+            f"第 2 位机构类别代码 {code[1]} 不适用于{authority_name}登记（可为 {allowed}）",
+            f"the organisation type code {code[1]!r} (position 2) does not exist for registration authority "
+            f"{code[0]!r}; use one of {', '.join(sorted(types))}",
+        )
+    if not _is_digits(code[2:8]):
+        raise CreditCodeError(
+            "division",
+            "第 3–8 位应为 6 位数字的登记管理机关行政区划码",
+            "positions 3–8 must be the 6-digit administrative division code of the registering office",
+        )
+    if credit_code_check_character(code[:17]) != code[17]:
+        raise CreditCodeError(
+            "check_character",
+            "统一社会信用代码校验位错误，请核对是否输错",
+            "the unified social credit code's check character does not match; check for a typing error",
+        )
+    return code

@@ -13,7 +13,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -262,3 +263,125 @@ def catalogue_drift(app: FastAPI, api: Any) -> tuple[list[str], list[str]]:
         if (method, path) not in catalogued and path not in _OPERATIONAL_PATHS and not at_the_root(path)
     )
     return missing, stray
+
+
+# ------------------------------------------------------------------------------------------------ a test city
+
+
+@dataclass
+class CityPerson:
+    id: str
+    name: str
+    roles: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class TestCity:
+    """A city with two districts; district A has two primary schools, district B one.
+
+    Its organisations and people reach a service's directory projection through identity's own event types, by
+    the service's ``feed(database, *payloads)``; tokens are minted by the test issuer with each person's roles.
+    """
+
+    __test__ = False
+
+    database: Database
+    issuer: TestIssuer
+    feed: Callable[..., None]
+    default_scopes: str
+    city_id: str
+    district_a: str
+    district_b: str
+    school_a1: str
+    school_a2: str
+    school_b1: str
+    paths: dict[str, str]
+    people: dict[str, CityPerson] = field(default_factory=dict)
+
+    def add_person(
+        self,
+        key: str,
+        *,
+        kind: str,
+        name: str,
+        org_id: str,
+        role: str | None = None,
+        sex: str | None = None,
+        student_number: str | None = None,
+    ) -> CityPerson:
+        from contracts.events import identity as identity_events
+
+        person_id = str(uuid.uuid4())
+        payloads: list[Any] = [
+            identity_events.PersonCreatedV1(
+                person_id=person_id, kind=kind, name=name, org_id=org_id, sex=sex, student_number=student_number
+            )
+        ]
+        roles = []
+        if role is not None:
+            payloads.append(
+                identity_events.RoleGrantedV1(
+                    grant_id=str(uuid.uuid4()), person_id=person_id, role=role, org_id=org_id,
+                    org_path=self.paths[org_id],
+                )
+            )  # fmt: skip
+            roles.append({"role": role, "org_id": org_id, "org_path": self.paths[org_id]})
+        self.feed(self.database, *payloads)
+        person = CityPerson(id=person_id, name=name, roles=roles)
+        self.people[key] = person
+        return person
+
+    def token(self, key: str, scopes: str | None = None, **claims: Any) -> dict[str, str]:
+        """Authorization headers for a person of the city, with their roles."""
+        person = self.people[key]
+        token = self.issuer.token(subject=person.id, roles=person.roles, scopes=scopes or self.default_scopes, **claims)
+        return {"Authorization": f"Bearer {token}"}
+
+    def app_token(self, *, scopes: str, schools: list[str], app_id: str = "app-roster-sync") -> dict[str, str]:
+        """Headers of a vendor app's call as the gateway forwards it (token plus the installing schools)."""
+        token = self.issuer.token(client_id=f"{app_id}-client", app_id=app_id, scopes=scopes)
+        return {"Authorization": f"Bearer {token}", "X-Edu-App-Schools": ",".join(schools)}
+
+
+def build_test_city(
+    database: Database, issuer: TestIssuer, *, feed: Callable[..., None], default_scopes: str
+) -> TestCity:
+    """The test city, announced to the service through ``feed``, with its administrators and three teachers."""
+    from contracts.events import identity as identity_events
+
+    ids = {name: str(uuid.uuid4()) for name in ("city", "da", "db", "a1", "a2", "b1")}
+    paths = {ids["city"]: f"/{ids['city']}"}
+    organisations = [
+        ("city", None, "city", "滨江市"),
+        ("da", "city", "district", "春晓区"),
+        ("db", "city", "district", "秋实区"),
+        ("a1", "da", "school", "春晓第一小学"),
+        ("a2", "da", "school", "春晓第二小学"),
+        ("b1", "db", "school", "秋实小学"),
+    ]
+    for key, parent, _kind, _name in organisations:
+        if parent is not None:
+            paths[ids[key]] = f"{paths[ids[parent]]}/{ids[key]}"
+    feed(
+        database,
+        *[
+            identity_events.OrganisationCreatedV1(
+                org_id=ids[key], parent_id=ids[parent] if parent else None, kind=kind, name=name,
+                path=paths[ids[key]], school_type="primary" if kind == "school" else None,
+            )
+            for key, parent, kind, name in organisations
+        ],
+    )  # fmt: skip
+    city = TestCity(
+        database=database, issuer=issuer, feed=feed, default_scopes=default_scopes, city_id=ids["city"],
+        district_a=ids["da"], district_b=ids["db"], school_a1=ids["a1"], school_a2=ids["a2"], school_b1=ids["b1"],
+        paths=paths,
+    )  # fmt: skip
+    city.add_person("city_admin", kind="staff", name="市教育局管理员", org_id=ids["city"], role="city_admin")
+    city.add_person("district_a_admin", kind="staff", name="春晓区管理员", org_id=ids["da"], role="district_admin")
+    city.add_person("a1_admin", kind="staff", name="春晓一小管理员", org_id=ids["a1"], role="school_admin")
+    city.add_person("b1_admin", kind="staff", name="秋实小学管理员", org_id=ids["b1"], role="school_admin")
+    city.add_person("a1_teacher", kind="staff", name="王老师", org_id=ids["a1"], role="teacher", sex="female")
+    city.add_person("a1_teacher2", kind="staff", name="李老师", org_id=ids["a1"], role="teacher", sex="male")
+    city.add_person("b1_teacher", kind="staff", name="赵老师", org_id=ids["b1"], role="teacher", sex="female")
+    return city

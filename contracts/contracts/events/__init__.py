@@ -1,6 +1,6 @@
 """Event payloads of every service, registered by type."""
 
-from contracts.events import enrollment, gateway, identity
+from contracts.events import appstore, enrollment, gateway, identity
 from contracts.events.base import EventPayload, EventRegistry, StreamSpec, registry
 
-__all__ = ["EventPayload", "EventRegistry", "StreamSpec", "enrollment", "gateway", "identity", "registry"]
+__all__ = ["EventPayload", "EventRegistry", "StreamSpec", "appstore", "enrollment", "gateway", "identity", "registry"]

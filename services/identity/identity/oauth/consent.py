@@ -8,9 +8,6 @@ Withdrawing consent revokes every token the client holds for that person.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -23,6 +20,7 @@ from identity.deps import Origin
 from identity.oauth import tokens
 from identity.oauth.models import Consent, GuardianConsentRequest, OAuthClient, PairwiseSubject
 from identity.people.models import GuardianLink, Person
+from kit.identifiers import pairwise_subject
 
 AGE_OF_CONSENT = 14
 
@@ -241,8 +239,7 @@ def subject_for(session: Session, client: OAuthClient, person_id: str, *, salt: 
     """The ``sub`` this client knows the person by: pairwise for third parties (OIDC Core 8.1)."""
     if client.subject_type == "public":
         return person_id
-    mac = hmac.new(salt.encode(), f"{client.sector_identifier}|{person_id}".encode(), hashlib.sha256).digest()
-    subject = urlsafe_b64encode(mac).decode().rstrip("=")
+    subject = pairwise_subject(salt, client.sector_identifier, person_id)
     if session.get(PairwiseSubject, subject) is None:
         try:
             with session.begin_nested():  # two first sign-ins at once: the second finds the row there

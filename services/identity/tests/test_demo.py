@@ -51,9 +51,9 @@ def test_demo_loads_a_whole_city_once(database: Database, cipher: FieldCipher) -
         assert kinds == {"city": 1, "district": 2, "school": 4}
         roles = Counter(session.exec(select(RoleGrant.role).where(RoleGrant.active)).all())
         assert roles == {"city_admin": 1, "auditor": 1, "district_admin": 2, "school_admin": 4, "teacher": 8,
-                         "student": 20, "parent": 20}  # fmt: skip
+                         "student": 20, "parent": 20, "vendor_developer": 1}  # fmt: skip
         people_kinds = Counter(session.exec(select(Person.kind)).all())
-        assert people_kinds == {"staff": 16, "student": 20, "guardian": 20}
+        assert people_kinds == {"staff": 17, "student": 20, "guardian": 20}
 
         schools = {row.id: row for row in session.exec(select(Organisation).where(Organisation.kind == "school"))}
         students = session.exec(select(Person).where(Person.kind == "student")).all()
@@ -81,7 +81,7 @@ def test_demo_loads_a_whole_city_once(database: Database, cipher: FieldCipher) -
         # Everyone's events are waiting in the outbox, as if set up through the API.
         event_types = Counter(session.exec(select(OutboxEvent.event_type)).all())
         assert event_types["edu.identity.organisation.created.v1"] == 7
-        assert event_types["edu.identity.person.created.v1"] == 56
+        assert event_types["edu.identity.person.created.v1"] == 57
         assert event_types["edu.identity.guardian.linked.v1"] == 20
 
     usernames = [login.username for login in logins]
@@ -97,4 +97,4 @@ def test_loading_again_writes_nothing(database: Database, cipher: FieldCipher) -
     with database.session() as session:
         assert load(session, cipher) is None
     assert row_counts(database) == before
-    assert before["person"] == 56
+    assert before["person"] == 57

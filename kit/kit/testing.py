@@ -83,6 +83,38 @@ def database_with_tables(url: str, *models: type[SQLModel]) -> Database:
     return database
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server whose URL must be known before it starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def mounted_under(prefix: str, app: Any) -> Any:
+    """``app`` (whose lifespan the test already runs) served below ``prefix``, as the gateway exposes a service
+    at ``/api/<service>``; anything else answers 404."""
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path: str = scope["path"]
+        if not path.startswith(prefix + "/"):
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        inner = path[len(prefix) :]
+        await app({**scope, "path": inner, "raw_path": inner.encode()}, receive, send)
+
+    return asgi
+
+
 @contextlib.contextmanager
 def live_server(
     app: Any,

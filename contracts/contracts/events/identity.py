@@ -157,6 +157,8 @@ RevocationReason = Literal[
     "account_deactivated",
     "client_disabled",
     "logout",
+    "app_uninstalled",  # the school uninstalled the app: its tokens for the school's people end
+    "app_suspended",  # the city suspended or retired the app: every token of its client ends
 ]
 
 

@@ -1,0 +1,1 @@
+"""App store service (应用超市)."""

@@ -1,0 +1,4 @@
+from appstore.models import metadata
+from kit.migrations import run_migrations
+
+run_migrations(metadata)

@@ -1,0 +1,112 @@
+"""API schemas of the city's review, suspensions and retirements, and notices to schools."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from appstore.apps.schemas import AttachmentRead, DecisionRead, VersionChanges
+
+Decision = Literal["approved", "rejected", "changes_requested"]
+TargetStatus = Literal["suspended", "listed", "retired"]
+
+
+class Checklist(BaseModel):
+    """The review checklist; approving needs every item true."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filings_valid: bool = Field(description="ICP and education-app filings checked and valid")
+    privacy_purposes_adequate: bool = Field(description="Each requested scope's purpose is adequate and necessary")
+    content_appropriate: bool = Field(description="Content is appropriate for the grade bands")
+    security_assessment_attached: bool = Field(description="The security self-assessment is attached and acceptable")
+
+
+class DecisionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision
+    checklist: Checklist
+    reasons: list[str] = Field(default_factory=list, max_length=20, description="Shown to the vendor")
+
+
+class VendorSummary(BaseModel):
+    id: str
+    name: str
+    unified_social_credit_code: str
+    icp_filing: str
+    education_app_filing: str
+    contact_name: str
+    contact_email: str
+    contact_phone: str
+
+
+class QueueItem(BaseModel):
+    version_id: str
+    app_id: str
+    app_name: str
+    version: str
+    vendor: VendorSummary
+    submitted_at: datetime
+    changes: VersionChanges
+
+
+class QueuePage(BaseModel):
+    items: list[QueueItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class ReviewVersionRead(BaseModel):
+    version_id: str
+    app_id: str
+    app_status: str
+    version: str
+    status: str
+    vendor: VendorSummary
+    manifest: dict[str, Any]
+    security_assessment: AttachmentRead | None
+    security_assessment_url: str | None
+    changes: VersionChanges
+    decisions: list[DecisionRead]
+    submitted_at: datetime | None
+
+
+class DecisionResult(BaseModel):
+    decision: DecisionRead
+    version_status: str
+    app_status: str
+
+
+class StatusChangeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: TargetStatus = Field(description="suspended, listed (reinstate) or retired (淘汰, final)")
+    reason: str = Field(min_length=2, max_length=500)
+    effective_at: datetime | None = Field(default=None, description="When it takes effect (default: now)")
+
+
+class StatusChangeRead(BaseModel):
+    id: str
+    app_id: str
+    status: str
+    reason: str
+    effective_at: datetime
+    created_at: datetime
+    applied_at: datetime | None
+    outcome: str | None
+    installations_removed: int
+    schools_notified: int | None = None
+
+
+class NoticeRead(BaseModel):
+    id: str
+    app_id: str
+    app_name: str
+    kind: str
+    message: str
+    effective_at: datetime
+    created_at: datetime

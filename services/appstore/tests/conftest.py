@@ -1,0 +1,3 @@
+from appstore.testing import app, city, client, issuer, settings
+
+__all__ = ["app", "city", "client", "issuer", "settings"]

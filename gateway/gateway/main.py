@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Iterable
@@ -12,6 +13,7 @@ import httpx
 from contracts.api import SERVICE_APIS, ServiceApi
 from gateway.config import GatewaySettings, get_settings
 from gateway.edge_auth import EdgeAuthenticator
+from gateway.installations.handlers import InstallationEventFollower
 from gateway.installations.service import InstallationDirectory
 from gateway.openapi import MergedOpenApi, http_document_source, openapi_router
 from gateway.proxy import GatewayProxy
@@ -36,6 +38,8 @@ def create_app(settings: GatewaySettings | None = None, *, apis: Iterable[Servic
     settings = settings or get_settings()
     catalogue = list(apis if apis is not None else SERVICE_APIS.values())
     revocations = RevocationList()
+    # The app store's installation events keep the installation tables, and at once the snapshot, current.
+    installation_events = InstallationEventFollower()
     parts: dict[str, object] = {}
 
     async def revocations_current() -> bool:
@@ -46,6 +50,7 @@ def create_app(settings: GatewaySettings | None = None, *, apis: Iterable[Servic
         return installations.loaded
 
     async def on_startup(runtime: ServiceRuntime) -> None:
+        installation_events.bind(installations, asyncio.get_running_loop())
         await installations.refresh()
         await installations.start()
         if settings.run_background_workers:
@@ -78,6 +83,7 @@ def create_app(settings: GatewaySettings | None = None, *, apis: Iterable[Servic
         description="The platform's one public entry: routing, token and scope checks, rate limits, usage metering.",
         version="0.1.0",
         routers=[],
+        subscriptions=[installation_events.subscription()],
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         readiness_checks={"revocations": revocations_current, "installations": installations_loaded},

@@ -1,8 +1,8 @@
 """Which schools installed which app, with the scopes each school granted, and the apps' web origins.
 
-These tables are the gateway's own copy of what the app store decides: the app store keeps them
-current (by events, in its own issue); until then they are filled by the functions in
-:mod:`gateway.installations.service`.
+These tables are the gateway's own copy of what the app store decides: the app store drives them
+with its ``InstallationGrantedV1`` and ``InstallationRemovedV1`` events, which
+:mod:`gateway.installations.handlers` applies through the functions in :mod:`gateway.installations.service`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The installation check: may this app's token reach this school's data, with these scopes?
 
 The gateway answers from an in-memory snapshot of the installation tables, refreshed every
-``installation_refresh_seconds`` and on demand, so no request waits on the database.
+``installation_refresh_seconds`` and at once after each installation event from the app store (see
+:mod:`gateway.installations.handlers`), so no request waits on the database.
 """
 
 from __future__ import annotations

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from identity.config import get_settings
 from identity.demo import DEMO_PASSWORD, load
 from identity.keys import service as keys
 from identity.main import migrate
+from identity.oauth import clients
+from identity.oauth.errors import InvalidClientMetadata
 from kit.app import serve as serve_http
 from kit.crypto import FieldCipher
 from kit.db import Database
+
+MIN_PLATFORM_SECRET_LENGTH = 16
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("load-demo", help="load the demo city once; prints the demo logins as JSON")
     commands.add_parser("rotate-key", help="publish a new signing key")
+    platform_client = commands.add_parser(
+        "ensure-platform-client",
+        help="create or update a first-party confidential client-credentials client (idempotent)",
+    )
+    platform_client.add_argument("--client-id", required=True)
+    platform_client.add_argument("--scope", required=True, help="space-separated platform scopes")
+    platform_client.add_argument("--secret-env", required=True, help="environment variable holding its secret")
+    platform_client.add_argument("--name", default=None, help="display name; the client id by default")
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--reload", action="store_true")
     args = parser.parse_args(argv)
@@ -28,6 +41,27 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "migrate":
         migrate(settings)
+        return 0
+    if args.command == "ensure-platform-client":
+        secret = os.environ.get(args.secret_env, "")
+        if len(secret) < MIN_PLATFORM_SECRET_LENGTH:
+            print(
+                f"set {args.secret_env} to the client's secret ({MIN_PLATFORM_SECRET_LENGTH} characters or more)",
+                file=sys.stderr,
+            )
+            return 2
+        database = Database(settings.database_url)
+        try:
+            with database.session() as session:
+                row, created = clients.ensure_platform_client(
+                    session, client_id=args.client_id, scope=args.scope, secret=secret, name=args.name
+                )
+                print(json.dumps({"client_id": row.client_id, "scope": row.scope, "created": created}))
+        except InvalidClientMetadata as error:
+            print(f"{error.detail}: {[e.message for e in error.errors]}", file=sys.stderr)
+            return 2
+        finally:
+            database.dispose()
         return 0
     if args.command in ("load-demo", "rotate-key"):
         database = Database(settings.database_url)

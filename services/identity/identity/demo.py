@@ -91,7 +91,7 @@ def load(session: Session, cipher: FieldCipher, *, hasher: PasswordHasher | None
     staff("陈建国", city, "city_admin", "city.admin", "13900000001")
     staff("谢雅琴", city, "auditor", "city.auditor", "13900000002")
     # A developer of the demo vendor (a company outside the tree; the app store links the account to its vendor).
-    staff("林晓峰", city, "vendor_developer", "vendor.dev", "13900000003")
+    staff("林思远", city, "vendor_developer", "vendor.dev", "13900000003")
     phone_seq = 100
     student_seq = 0
     teacher_index = 0

@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from contracts.events import StreamSpec
 from identity.audit import service as audit
 from identity.audit.router import router as audit_router
 from identity.config import IdentitySettings, get_settings
@@ -19,7 +20,7 @@ from identity.imports.router import router as imports_router
 from identity.imports.service import ImportRunner
 from identity.keys import service as keys
 from identity.keys.router import router as keys_router
-from identity.oauth import tokens
+from identity.oauth import app_installations, tokens
 from identity.oauth.account_router import router as account_apps_router
 from identity.oauth.clients_router import router as oauth_clients_router
 from identity.oauth.router import router as oauth_router
@@ -27,7 +28,7 @@ from identity.oauth.server import AuthorizationServer
 from identity.organisations.router import router as organisations_router
 from identity.people.router import router as people_router
 from identity.web.router import install as install_pages
-from kit.app import ServiceRuntime, create_service_app
+from kit.app import ServiceRuntime, Subscription, create_service_app
 from kit.auth import JwksCache, TokenVerifier
 from kit.crypto import FieldCipher
 from kit.db import Database
@@ -93,6 +94,15 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
             people_router,
             imports_router,
             audit_router,
+        ],
+        subscriptions=[
+            # An app's tokens end with its installation at a school, its suspension or its retirement.
+            Subscription(
+                name="identity-app-installations",
+                stream=StreamSpec("appstore").name,
+                subjects=app_installations.APPSTORE_SUBJECTS,
+                handler=app_installations.apply_appstore_event,
+            ),
         ],
         on_startup=on_startup,
         on_shutdown=on_shutdown,

@@ -201,3 +201,33 @@ def rotate_secret(session: Session, client: OAuthClient) -> str:
     session.add(client)
     session.flush()
     return secret
+
+
+def ensure_platform_client(
+    session: Session, *, client_id: str, scope: str, secret: str, name: str | None = None
+) -> tuple[OAuthClient, bool]:
+    """Create or update a first-party confidential client for the client-credentials grant, with this secret.
+
+    Deployments run it at every start (the secret comes from their secret store), so it converges rather than
+    failing when the client exists; returns the client and whether it was created.
+    """
+    row = session.get(OAuthClient, client_id)
+    created = row is None
+    if row is None:
+        registration = ClientRegistration(
+            client_id=client_id, client_name=name or client_id, grant_types=["client_credentials"], scope=scope,
+            subject_type="public", first_party=True,
+        )  # fmt: skip
+        row, _ = register(session, registration, registered_by=None, production=False)
+    else:
+        update(session, row, ClientUpdate(scope=scope, client_name=name), production=False)
+        row.grant_types = json.dumps(["client_credentials"])
+        row.token_endpoint_auth_method = "client_secret_basic"  # noqa: S105 - a method name
+        row.client_type = "confidential"
+        row.first_party = True
+        row.active = True
+    row.client_secret_hash = hash_secret(secret)
+    row.updated_at = datetime.now(UTC)
+    session.add(row)
+    session.flush()
+    return row, created

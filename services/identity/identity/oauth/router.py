@@ -473,7 +473,10 @@ async def userinfo(request: Request) -> Response:
         person = ex.session.get(Person, row.person_id) if row and row.person_id else None
         if client_row is None or person is None or not person.active:
             return 401, {"error": "invalid_token", "error_description": "The token's client or person is gone."}
-        claims = {"sub": presented.claims["sub"], **person_claims(ex.session, ex.cipher, person, scopes)}
+        claims = {
+            "sub": presented.claims["sub"],
+            **person_claims(ex.session, ex.cipher, person, scopes, for_app=client_row.app_id is not None),
+        }
         audit.record(
             ex.session,
             action="oauth.userinfo",

@@ -363,7 +363,9 @@ class OpenIDConnect(OpenIDCode):
         subject = consents.subject_for(
             ex.session, client.row, user.person.id, salt=ex.settings.pairwise_salt.get_secret_value()
         )
-        claims = person_claims(ex.session, ex.cipher, user.person, set(scope.split()))
+        claims = person_claims(
+            ex.session, ex.cipher, user.person, set(scope.split()), for_app=client.row.app_id is not None
+        )
         return UserInfo(sub=subject, **claims)
 
 

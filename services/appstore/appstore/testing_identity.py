@@ -86,9 +86,9 @@ def _identity_database(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def identity_server(tmp_path: Path, nats_server: NatsServer) -> Iterator[IdentityServer]:
     """The identity service over HTTP, with the app store's platform client (scope clients.manage)."""
-    from identity.cli import ensure_platform_client
     from identity.config import IdentitySettings
     from identity.main import create_app, migrate
+    from identity.oauth.clients import ensure_platform_client
 
     with _identity_database(tmp_path) as database_url:
         settings = IdentitySettings(

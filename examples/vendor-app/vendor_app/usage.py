@@ -1,0 +1,124 @@
+"""Usage units (e.g. homework marked) counted per launch, and their report to the platform's metering.
+
+The metering service (issue 7) takes vendor-reported units as a batch of CloudEvents, each with the vendor's
+own idempotency id (the CloudEvents ``id``), the launch it belongs to, the school, the quantity and the time.
+Until metering exists reporting is off (``VENDOR_APP_METERING_ENABLED=false``): the app only keeps the tally.
+A report that fails is sent again with the same ids, so the platform never counts a unit twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from vendor_app import pages
+from vendor_app.context import AppContext, context_of
+from vendor_app.stores import LaunchTally, UsageTally
+
+router = APIRouter(prefix="/usage", tags=["Usage"])
+
+USAGE_EVENT_TYPE = "edu.metering.unit.reported.v1"
+CLOUDEVENTS_BATCH = "application/cloudevents-batch+json"
+
+
+def build_batch(tallies: list[LaunchTally], *, client_id: str, unit: str, now: datetime) -> list[dict[str, Any]]:
+    """The CloudEvents batch of the tallies' open reports: one event per launch, its id the idempotency id."""
+    events = []
+    for tally in tallies:
+        data: dict[str, Any] = {"school_id": tally.school_id, "quantity": tally.open_report_quantity, "unit": unit}
+        if tally.platform_launch:
+            data["launch_id"] = tally.launch_id
+        events.append({
+            "specversion": "1.0", "id": tally.open_report_id, "source": f"/apps/{client_id}", "type": USAGE_EVENT_TYPE,
+            "subject": tally.launch_id, "time": now.isoformat(), "datacontenttype": "application/json", "data": data,
+        })  # fmt: skip
+    return events
+
+
+def open_reports(usage: UsageTally) -> list[LaunchTally]:
+    """Tallies with units metering has not accepted; a report not yet accepted keeps its id and quantity."""
+    found = []
+    for tally in usage.all():
+        if tally.open_report_id is None and tally.units > tally.reported_units and tally.school_id:
+            tally.open_report_id = str(uuid.uuid4())
+            tally.open_report_quantity = tally.units - tally.reported_units
+        if tally.open_report_id is not None:
+            found.append(tally)
+    return found
+
+
+async def report_usage(context: AppContext) -> str:
+    """Send the open reports to metering when reporting is on; returns what happened, for the page."""
+    settings = context.settings
+    if not settings.metering_enabled:
+        return "计量上报尚未开启（平台计量服务上线后设置 VENDOR_APP_METERING_ENABLED=true）。"
+    pending = open_reports(context.usage)
+    if not pending:
+        return "没有待上报的计量。"
+    client_id = settings.metering_client_id or settings.oidc_client_id or settings.lti_client_id
+    secret = settings.metering_client_secret or settings.oidc_client_secret
+    transport = {"transport": context.transport} if context.transport is not None else {}
+    async with AsyncOAuth2Client(
+        client_id=client_id, client_secret=secret, scope="metering.report", timeout=settings.timeout_seconds,
+        **transport,
+    ) as oauth:  # fmt: skip
+        try:
+            metadata = (await context.http.get(settings.discovery_url)).json()
+            await oauth.fetch_token(str(metadata["token_endpoint"]), grant_type="client_credentials")
+            batch = build_batch(pending, client_id=client_id, unit=settings.reported_unit, now=datetime.now(UTC))
+            answer = await oauth.post(
+                settings.metering_endpoint, json=batch, headers={"Content-Type": CLOUDEVENTS_BATCH}
+            )
+        except (httpx.HTTPError, KeyError, ValueError) as error:
+            return f"上报失败，稍后将以相同编号重试：{error}"
+    if answer.status_code >= 300:
+        return f"上报失败（HTTP {answer.status_code}），稍后将以相同编号重试。"
+    total = sum(tally.open_report_quantity for tally in pending)
+    for tally in pending:
+        tally.reported_units += tally.open_report_quantity
+        tally.report_ids.append(str(tally.open_report_id))
+        tally.open_report_id, tally.open_report_quantity = None, 0
+    return f"已上报 {total} 个计量单位。"
+
+
+@router.post("/mark", summary="Count one unit of work (one homework marked) in a launch")
+async def mark(request: Request, launch: str = Form(...), back: str = Form("")) -> Response:
+    """Add one unit to the launch's tally and go back to where the button was."""
+    context = context_of(request)
+    if context.usage.add(launch) is None:
+        return HTMLResponse(pages.error_page("启动已失效", "找不到这次启动，请回到平台重新打开应用。"), 404)
+    target = f"/lti/launches/{back}" if back else "/oidc/home"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("", response_class=HTMLResponse, summary="Units counted per launch")
+async def tally_page(request: Request) -> HTMLResponse:
+    """The local tally, and whether reporting to metering is on."""
+    context = context_of(request)
+    rows = [
+        (tally.launch_id, tally.school_id, tally.started_at.strftime("%Y-%m-%d %H:%M"), tally.units,
+         tally.reported_units)
+        for tally in context.usage.all()
+    ]  # fmt: skip
+    state = "已开启" if context.settings.metering_enabled else "未开启（等待平台计量服务上线）"
+    return HTMLResponse(
+        pages.page(
+            "示例应用 · 使用计量",
+            pages.paragraph(f"计量单位：{context.settings.reported_unit}；向平台上报：{state}"),
+            pages.table(["启动编号", "学校", "开始时间", "已计量", "已上报"], rows),
+            pages.form_button("/usage/report", "立即上报"),
+        )
+    )
+
+
+@router.post("/report", response_class=HTMLResponse, summary="Report the open units to metering now")
+async def report(request: Request) -> HTMLResponse:
+    """Send the units not yet reported (when reporting is on)."""
+    outcome = await report_usage(context_of(request))
+    return HTMLResponse(pages.page("示例应用 · 使用计量", pages.paragraph(outcome)))

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run test lint format typecheck contracts bench bench-outbox bench-import bench-oauth bench-gateway bench-placement bench-roster clean
+.PHONY: help install run test lint format typecheck contracts bench bench-outbox bench-import bench-oauth bench-gateway bench-placement bench-roster bench-catalog bench-launch clean
 
 help:
 	@echo "make run        start the whole platform with demo data"
@@ -36,7 +36,7 @@ test: install
 	@bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy contracts/contracts kit/kit services/*/*/ gateway/gateway
+	$(BIN)/mypy contracts/contracts kit/kit services/*/*/ gateway/gateway examples/vendor-app/vendor_app
 	$(BIN)/python -m pytest
 
 lint: install
@@ -48,12 +48,12 @@ format: install
 	$(BIN)/ruff check --fix .
 
 typecheck: install
-	$(BIN)/mypy contracts/contracts kit/kit services/*/*/ gateway/gateway
+	$(BIN)/mypy contracts/contracts kit/kit services/*/*/ gateway/gateway examples/vendor-app/vendor_app
 
 contracts: install
 	$(BIN)/python -m contracts.generate
 
-bench: bench-outbox bench-import bench-oauth bench-gateway bench-placement bench-roster
+bench: bench-outbox bench-import bench-oauth bench-gateway bench-placement bench-roster bench-catalog bench-launch
 
 bench-outbox: install
 	$(BIN)/python bench/outbox_throughput.py
@@ -72,6 +72,12 @@ bench-placement: install
 
 bench-roster: install
 	$(BIN)/python bench/roster_listing.py
+
+bench-catalog: install
+	$(BIN)/python bench/catalog_search.py
+
+bench-launch: install
+	$(BIN)/python bench/launch_latency.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

@@ -44,10 +44,18 @@ class Service:
 SERVICES = [
     Service("identity", int(os.environ.get("EDU_IDENTITY_PORT", "8101")), "统一身份 Identity directory and keys"),
     Service("enrollment", int(os.environ.get("EDU_ENROLLMENT_PORT", "8102")), "招生入学 Admission, classes, rosters"),
+    Service("appstore", int(os.environ.get("EDU_APPSTORE_PORT", "8103")), "应用超市 App store, LTI 1.3, webhooks"),
 ]
 GATEWAY = Service("gateway", int(os.environ.get("EDU_GATEWAY_PORT", "8100")), "API 网关 the one public entry")
+# Not part of the platform: the sample vendor app (examples/vendor-app), started so the app store's chain can be tried.
+VENDOR_APP = Service(
+    "vendor_app", int(os.environ.get("EDU_VENDOR_APP_PORT", "8110")), "示例第三方应用 sample vendor app"
+)
 ALL = [*SERVICES, GATEWAY]
 NATS_PORT = int(os.environ.get("EDU_NATS_PORT", "4250"))
+# The app store's own client at the identity provider (it registers vendors' apps there); a development value,
+# like every built-in secret, refused by the services outside local development.
+APPSTORE_CLIENT_SECRET = "local-only-appstore-client-secret"  # noqa: S105
 
 
 def fail(message: str) -> None:
@@ -57,7 +65,7 @@ def fail(message: str) -> None:
 
 def check_ports() -> None:
     busy = [("NATS (EDU_NATS_PORT)", NATS_PORT)] if port_is_busy(NATS_PORT) else []
-    busy += [(f"{s.name} (EDU_{s.name.upper()}_PORT)", s.port) for s in ALL if port_is_busy(s.port)]
+    busy += [(f"{s.name} (EDU_{s.name.upper()}_PORT)", s.port) for s in [*ALL, VENDOR_APP] if port_is_busy(s.port)]
     if busy:
         listing = ", ".join(f"{what} on port {port}" for what, port in busy)
         fail(
@@ -83,6 +91,10 @@ def service_env(service: Service, identity: Service) -> dict[str, str]:
         f"{prefix}JWKS_URL": f"{identity.url}/.well-known/jwks.json",
         f"{prefix}LOG_JSON": "true",
     })  # fmt: skip
+    if service.name == "appstore":
+        env["APPSTORE_PLATFORM_BASE_URL"] = GATEWAY.url
+        env["APPSTORE_IDENTITY_INTERNAL_URL"] = identity.url
+        env["APPSTORE_IDENTITY_CLIENT_SECRET"] = APPSTORE_CLIENT_SECRET
     if service is GATEWAY:
         env["GATEWAY_UPSTREAMS"] = json.dumps({other.name: other.url for other in SERVICES})
         env["GATEWAY_USAGE_SPOOL_DIR"] = str(VAR / "spool" / "gateway-usage")
@@ -103,13 +115,15 @@ def run_step(service: Service, env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def wait_ready(service: Service, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def wait_ready(
+    service: Service, process: subprocess.Popen[bytes], timeout: float = 60.0, path: str = "/readyz"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             fail(f"{service.name} exited with code {process.returncode}; see var/log/{service.name}.log")
         try:
-            with urllib.request.urlopen(f"{service.url}/readyz", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{service.url}{path}", timeout=2) as response:  # noqa: S310
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -167,6 +181,13 @@ def main() -> None:
         demo = json.loads(logins_file.read_text(encoding="utf-8"))
         print("✓ demo data already present (kept as it was)")
 
+    run_step(
+        identity, {**service_env(identity, identity), "APPSTORE_IDENTITY_CLIENT_SECRET": APPSTORE_CLIENT_SECRET},
+        "ensure-platform-client", "--client-id", "appstore", "--scope", "clients.manage",
+        "--secret-env", "APPSTORE_IDENTITY_CLIENT_SECRET",
+    )  # fmt: skip
+    print("✓ the app store's client is registered at the identity provider")
+
     for service in ALL:
         log = open(VAR / "log" / f"{service.name}.log", "ab")  # noqa: SIM115 - lives as long as the child
         # Its own session: Ctrl-C reaches only this script, which stops the services first, then NATS.
@@ -182,6 +203,23 @@ def main() -> None:
     if season["season_id"]:
         print("✓ demo admission season opened (enrollment): the first district's primary schools")
 
+    appstore = next(service for service in SERVICES if service.name == "appstore")
+    store = json.loads(run_step(appstore, service_env(appstore, identity), "load-demo"))
+    if store.get("loaded"):
+        print(f"✓ app store demo: {store['listed_apps']} listed apps; the sample apps are installed at a demo school")
+    if store.get("vendor_app_env"):
+        vendor_env = {
+            **os.environ, **store["vendor_app_env"], "VENDOR_APP_PORT": str(VENDOR_APP.port),
+            "VENDOR_APP_BASE_URL": VENDOR_APP.url,
+        }  # fmt: skip
+        log = open(VAR / "log" / "vendor_app.log", "ab")  # noqa: SIM115 - lives as long as the child
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vendor_app"], env=vendor_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        processes.append((VENDOR_APP, process))
+        wait_ready(VENDOR_APP, process, path="/healthz")
+
     print("\nThe platform is running. 平台已启动。\n")
     print(f"  {'Open the platform 平台入口':<28} {GATEWAY.url}/login")
     print(f"  {'API docs for vendors 开放接口文档':<26} {GATEWAY.url}/docs   (OpenAPI: {GATEWAY.url}/openapi.json)")
@@ -189,6 +227,7 @@ def main() -> None:
     print(f"  {'OpenID Connect discovery':<32} {GATEWAY.url}/.well-known/openid-configuration")
     for service in ALL:
         print(f"  {service.description:<32} {service.url}   (logs: var/log/{service.name}.log)")
+    print(f"  {VENDOR_APP.description:<29} {VENDOR_APP.url}   (logs: var/log/vendor_app.log)")
     print(f"  {'NATS JetStream':<32} nats://127.0.0.1:{NATS_PORT}")
     if demo.get("logins"):
         print(f"\n  Demo logins 演示账号 (password 密码: {demo['password']}):")

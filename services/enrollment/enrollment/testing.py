@@ -4,6 +4,7 @@ and a small city fed into the directory projection through identity's own event 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import httpx
 import pytest
@@ -73,7 +74,7 @@ def default_cipher() -> FieldCipher:
     return FieldCipher(defaults.pii_encryption_key.get_secret_value(), defaults.pii_hash_key.get_secret_value())
 
 
-City = TestCity
+City: TypeAlias = TestCity
 
 
 def build_city(database: Database, issuer: TestIssuer) -> City:

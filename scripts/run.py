@@ -187,6 +187,12 @@ def main() -> None:
         "--secret-env", "APPSTORE_IDENTITY_CLIENT_SECRET",
     )  # fmt: skip
     print("✓ the app store's client is registered at the identity provider")
+    run_step(
+        identity, service_env(identity, identity), "ensure-platform-client", "--client-id", "appstore-portal",
+        "--scope", "openid profile apps.read apps.install apps.develop apps.review", "--name", "应用超市门户",
+        "--public", "--redirect-uri", f"{GATEWAY.url}/api/appstore/portal/callback",
+    )  # fmt: skip
+    print("✓ the app store's web pages (应用超市门户) are registered at the identity provider")
 
     for service in ALL:
         log = open(VAR / "log" / f"{service.name}.log", "ab")  # noqa: SIM115 - lives as long as the child
@@ -221,6 +227,7 @@ def main() -> None:
         wait_ready(VENDOR_APP, process, path="/healthz")
 
     print("\nThe platform is running. 平台已启动。\n")
+    print(f"  {'App store 应用超市':<30} {GATEWAY.url}/api/appstore/portal")
     print(f"  {'Open the platform 平台入口':<28} {GATEWAY.url}/login")
     print(f"  {'API docs for vendors 开放接口文档':<26} {GATEWAY.url}/docs   (OpenAPI: {GATEWAY.url}/openapi.json)")
     print(f"  {'API base URL':<32} {GATEWAY.url}/api/<service>/…")

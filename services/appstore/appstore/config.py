@@ -32,6 +32,15 @@ class AppStoreSettings(ServiceSettings):
     # Identity's salt for pairwise subject identifiers: LTI launches name a user by the same pseudonym as OIDC.
     pairwise_salt: SecretStr = SecretStr(LOCAL_SECRET_PREFIX + "pairwise-subject-salt")
 
+    # The web pages (应用超市门户) sign people in as a public first-party OIDC client of identity (code + PKCE).
+    portal_client_id: str = "appstore-portal"
+    # What the portal asks for; identity grants what the person may have and the pages show only that.
+    portal_scopes: str = "openid profile apps.read apps.install apps.develop apps.review"
+    # Where browsers reach the pages; None: <platform_base_url>/api/appstore/portal (through the gateway).
+    portal_base_url: str | None = None
+    # A portal session ends after this long, or earlier when its access token expires.
+    portal_session_hours: int = Field(default=8, ge=1, le=24)
+
     catalog_max_limit: int = Field(default=100, ge=1)
     attachment_max_bytes: int = 10 * 1024 * 1024
 

@@ -32,11 +32,12 @@ def _routers() -> list[APIRouter]:
     from appstore.launch.router import router as launch_router
     from appstore.review.router import router as review_router
     from appstore.vendors.router import router as vendors_router
+    from appstore.web.router import router as web_router
     from appstore.webhooks.router import router as webhooks_router
 
     return [
         vendors_router, apps_router, review_router, catalog_router, installations_router, launch_router,
-        webhooks_router,
+        webhooks_router, web_router,
     ]  # fmt: skip
 
 

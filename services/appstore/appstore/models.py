@@ -11,7 +11,7 @@ from kit.db import service_metadata
 from kit.inbox import ProcessedEvent
 from kit.outbox import OutboxEvent
 
-SUB_DOMAINS = ("vendors", "apps", "review", "catalog", "installations", "launch", "webhooks", "roster")
+SUB_DOMAINS = ("vendors", "apps", "review", "catalog", "installations", "launch", "webhooks", "roster", "web")
 
 
 def _tables() -> list[type[SQLModel]]:

@@ -61,4 +61,5 @@ async def test_suspension_notice_then_removal_notice_per_school(app: FastAPI, ci
         "app_id": app_id, "status": "suspended", "reason": "隐私政策与实际收集不符",
         "effective_at": now.isoformat().replace("+00:00", "Z"),
     }  # fmt: skip
-    assert all(delivery.status == "delivered" for delivery in deliveries(database, app_id))
+    # The receiver has the bodies before the worker records each answer.
+    await eventually(lambda: all(delivery.status == "delivered" for delivery in deliveries(database, app_id)))

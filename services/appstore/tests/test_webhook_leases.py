@@ -52,6 +52,7 @@ async def test_a_crashed_workers_lease_runs_out_and_the_delivery_is_sent(app: Fa
 
     assert receiver.received[0].at >= lease_ends - 0.05
     assert receiver.received[0].headers["webhook-id"] == queued.id
+    await eventually(lambda: deliveries(database, app_id)[0].status == "delivered")
     (sent,) = deliveries(database, app_id)
     assert sent.status == "delivered" and sent.total_attempts == 1 and sent.lease_token is None
 

@@ -28,11 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("rotate-key", help="publish a new signing key")
     platform_client = commands.add_parser(
         "ensure-platform-client",
-        help="create or update a first-party confidential client-credentials client (idempotent)",
+        help="create or update a first-party client (idempotent): confidential client-credentials by default, "
+        "or with --public a public authorization-code client with PKCE (a portal signing people in)",
     )
     platform_client.add_argument("--client-id", required=True)
     platform_client.add_argument("--scope", required=True, help="space-separated platform scopes")
-    platform_client.add_argument("--secret-env", required=True, help="environment variable holding its secret")
+    platform_client.add_argument(
+        "--secret-env", default=None, help="environment variable holding its secret (not for --public)"
+    )
+    platform_client.add_argument(
+        "--redirect-uri", action="append", default=[], dest="redirect_uris",
+        help="a redirect URI of the authorization-code flow (repeat for several)",
+    )  # fmt: skip
+    platform_client.add_argument(
+        "--public", action="store_true", help="a public client: authorization code with PKCE, no secret"
+    )
     platform_client.add_argument("--name", default=None, help="display name; the client id by default")
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--reload", action="store_true")
@@ -43,19 +53,31 @@ def main(argv: list[str] | None = None) -> int:
         migrate(settings)
         return 0
     if args.command == "ensure-platform-client":
-        secret = os.environ.get(args.secret_env, "")
-        if len(secret) < MIN_PLATFORM_SECRET_LENGTH:
-            print(
-                f"set {args.secret_env} to the client's secret ({MIN_PLATFORM_SECRET_LENGTH} characters or more)",
-                file=sys.stderr,
-            )
-            return 2
+        secret: str | None = None
+        if args.public:
+            if args.secret_env:
+                print("a public client has no secret: leave out --secret-env", file=sys.stderr)
+                return 2
+            if not args.redirect_uris:
+                print("a public client needs --redirect-uri", file=sys.stderr)
+                return 2
+        else:
+            secret = os.environ.get(args.secret_env or "", "")
+            if len(secret) < MIN_PLATFORM_SECRET_LENGTH:
+                print(
+                    f"set {args.secret_env or '--secret-env'} to the client's secret "
+                    f"({MIN_PLATFORM_SECRET_LENGTH} characters or more)",
+                    file=sys.stderr,
+                )
+                return 2
         database = Database(settings.database_url)
         try:
             with database.session() as session:
                 row, created = clients.ensure_platform_client(
-                    session, client_id=args.client_id, scope=args.scope, secret=secret, name=args.name
-                )
+                    session, client_id=args.client_id, scope=args.scope, secret=secret, name=args.name,
+                    redirect_uris=args.redirect_uris, public=args.public,
+                    production=settings.environment == "production",
+                )  # fmt: skip
                 print(json.dumps({"client_id": row.client_id, "scope": row.scope, "created": created}))
         except InvalidClientMetadata as error:
             print(f"{error.detail}: {[e.message for e in error.errors]}", file=sys.stderr)

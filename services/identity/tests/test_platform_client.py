@@ -78,3 +78,61 @@ def test_refuses_a_missing_or_short_secret_and_unknown_scopes(settings: Identity
     )  # fmt: skip
     assert unknown.returncode == 2
     assert "no.such.scope" in unknown.stderr
+
+
+def ensure_portal(settings: IdentitySettings, *extra: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "IDENTITY_DATABASE_URL": settings.database_url, "IDENTITY_ENVIRONMENT": "test"}
+    return subprocess.run(
+        [sys.executable, "-m", "identity", "ensure-platform-client", "--client-id", "appstore-portal",
+         "--scope", "openid profile apps.read apps.install", "--name", "应用超市门户", *extra],
+        env=environment, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+async def test_a_public_portal_client_signs_people_in_with_pkce_only(
+    app: FastAPI, client: httpx.AsyncClient, settings: IdentitySettings
+) -> None:
+    callback = "http://127.0.0.1:8100/api/appstore/portal/callback"
+    created = ensure_portal(settings, "--public", "--redirect-uri", callback)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["created"] is True
+    moved = "https://edu.example.cn/api/appstore/portal/callback"
+    again = ensure_portal(settings, "--public", "--redirect-uri", moved)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["created"] is False
+    database: Database = app.state.database
+    with database.session() as session:
+        row = session.get(OAuthClient, "appstore-portal")
+        assert row is not None
+        assert (row.first_party, row.client_type, row.token_endpoint_auth_method, row.client_secret_hash) == (
+            True,
+            "public",
+            "none",
+            None,
+        )
+        assert json.loads(row.grant_types) == ["authorization_code"]
+        assert json.loads(row.redirect_uris) == [moved]
+    # A public client has no secret to present: the client-credentials grant is closed to it.
+    refused = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials", "scope": "apps.read", "client_id": "appstore-portal"}
+    )
+    assert refused.status_code in (400, 401), refused.text
+    # Without PKCE the authorization request is refused.
+    no_pkce = await client.get(
+        "/oauth/authorize",
+        params={"response_type": "code", "client_id": "appstore-portal", "redirect_uri": moved, "scope": "openid",
+                "state": "s" * 16, "nonce": "n" * 16},
+    )  # fmt: skip
+    assert no_pkce.status_code in (302, 303, 400)
+    assert "code=" not in no_pkce.headers.get("location", "")
+
+
+def test_a_public_client_needs_a_redirect_uri_and_no_secret(settings: IdentitySettings) -> None:
+    no_redirect = ensure_portal(settings, "--public")
+    assert no_redirect.returncode == 2 and "--redirect-uri" in no_redirect.stderr
+    with_secret = ensure_portal(
+        settings, "--public", "--redirect-uri", "http://127.0.0.1/cb", "--secret-env", "APPSTORE_IDENTITY_SECRET"
+    )
+    assert with_secret.returncode == 2 and "no secret" in with_secret.stderr
+    bad_uri = ensure_portal(settings, "--public", "--redirect-uri", "ftp://nowhere/cb")
+    assert bad_uri.returncode == 2 and "redirect" in bad_uri.stderr.lower()

@@ -204,29 +204,61 @@ def rotate_secret(session: Session, client: OAuthClient) -> str:
 
 
 def ensure_platform_client(
-    session: Session, *, client_id: str, scope: str, secret: str, name: str | None = None
+    session: Session,
+    *,
+    client_id: str,
+    scope: str,
+    secret: str | None = None,
+    name: str | None = None,
+    redirect_uris: list[str] | None = None,
+    public: bool = False,
+    production: bool = False,
 ) -> tuple[OAuthClient, bool]:
-    """Create or update a first-party confidential client for the client-credentials grant, with this secret.
+    """Create or update a first-party client of the platform (idempotent); returns it and whether it was created.
 
-    Deployments run it at every start (the secret comes from their secret store), so it converges rather than
-    failing when the client exists; returns the client and whether it was created.
+    By default a confidential client for the client-credentials grant, with this ``secret``. With ``public=True``
+    a public client of the authorization-code flow (PKCE required, no secret: a portal whose sign-in runs in the
+    user's browser); ``redirect_uris`` are then required. A confidential client given ``redirect_uris`` may also
+    use the authorization-code grant. Deployments run it at every start (the secret comes from their secret
+    store), so it converges rather than failing when the client exists.
     """
+    uris = list(dict.fromkeys(redirect_uris or []))
+    if public and secret is not None:
+        raise InvalidClientMetadata(
+            "A public client has no secret.",
+            errors=[FieldError(field="secret", message="Leave the secret out for a public client.")],
+        )
+    if not public and not secret:
+        raise InvalidClientMetadata(
+            "A confidential client needs a secret.",
+            errors=[FieldError(field="secret", message="Give the client's secret.")],
+        )
+    if public and not uris:
+        raise InvalidClientMetadata(
+            "A public client signs people in and needs a redirect URI.",
+            errors=[FieldError(field="redirect_uris", message="Give at least one redirect URI.")],
+        )
+    if public:
+        grant_types = ["authorization_code"]
+    else:
+        grant_types = ["client_credentials", "authorization_code"] if uris else ["client_credentials"]
+    method = "none" if public else "client_secret_basic"
     row = session.get(OAuthClient, client_id)
     created = row is None
     if row is None:
         registration = ClientRegistration(
-            client_id=client_id, client_name=name or client_id, grant_types=["client_credentials"], scope=scope,
-            subject_type="public", first_party=True,
+            client_id=client_id, client_name=name or client_id, grant_types=grant_types, scope=scope,
+            subject_type="public", first_party=True, redirect_uris=uris, token_endpoint_auth_method=method,
         )  # fmt: skip
-        row, _ = register(session, registration, registered_by=None, production=False)
+        row, _ = register(session, registration, registered_by=None, production=production)
     else:
-        update(session, row, ClientUpdate(scope=scope, client_name=name), production=False)
-        row.grant_types = json.dumps(["client_credentials"])
-        row.token_endpoint_auth_method = "client_secret_basic"  # noqa: S105 - a method name
-        row.client_type = "confidential"
+        update(session, row, ClientUpdate(scope=scope, client_name=name, redirect_uris=uris), production=production)
+        row.grant_types = json.dumps(grant_types)
+        row.token_endpoint_auth_method = method
+        row.client_type = "public" if public else "confidential"
         row.first_party = True
         row.active = True
-    row.client_secret_hash = hash_secret(secret)
+    row.client_secret_hash = hash_secret(secret) if secret is not None else None
     row.updated_at = datetime.now(UTC)
     session.add(row)
     session.flush()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 07:25:20.944891
+Create Date: 2026-11-25 07:41:47.830459
 """
 
 from collections.abc import Sequence
@@ -122,6 +122,18 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox_event', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_event_unpublished', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'))
+
+    op.create_table('portal_session',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('person_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+    sa.Column('access_token_encrypted', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_portal_session'))
+    )
+    with op.batch_alter_table('portal_session', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_portal_session_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_portal_session_person_id'), ['person_id'], unique=False)
 
     op.create_table('roster_class',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -589,6 +601,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_roster_class_school_id'))
 
     op.drop_table('roster_class')
+    with op.batch_alter_table('portal_session', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_portal_session_person_id'))
+        batch_op.drop_index(batch_op.f('ix_portal_session_expires_at'))
+
+    op.drop_table('portal_session')
     with op.batch_alter_table('outbox_event', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_event_unpublished', postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'))
 

@@ -1,4 +1,5 @@
-"""Teachers and pupils see the apps installed for them; an app opened to some grades or classes only reaches them."""
+"""Teachers and pupils see the apps installed for them; an app opened to some grades or classes reaches only their
+pupils and the teachers of their classes (a grade or a class named is enough)."""
 
 from __future__ import annotations
 
@@ -51,8 +52,12 @@ async def test_each_person_sees_only_their_schools_apps_and_pupils_their_classes
     vendor_id = vendor(database, city, "developer")
     everyone, fifth_grade, one_class, elsewhere = (listed_app(database, vendor_id) for _ in range(4))
     class_5_1 = add_class(database, city.school_a1, grade="05", name="五年级1班")
-    class_5_2 = add_class(database, city.school_a1, grade="05", name="五年级2班")
-    class_3_1 = add_class(database, city.school_a1, grade="03", name="三年级1班")
+    class_5_2 = add_class(
+        database, city.school_a1, grade="05", name="五年级2班", teacher_ids=[city.people["a1_teacher"].id]
+    )
+    class_3_1 = add_class(
+        database, city.school_a1, grade="03", name="三年级1班", teacher_ids=[city.people["a1_teacher2"].id]
+    )
     all_apps = await install(client, city, city.school_a1, "a1_admin", {"app_id": everyone.app_id})
     grade_app = await install(
         client, city, city.school_a1, "a1_admin", {"app_id": fifth_grade.app_id, "grades": ["05"]}
@@ -76,7 +81,10 @@ async def test_each_person_sees_only_their_schools_apps_and_pupils_their_classes
         assert response.status_code == 200, response.text
         return [item["installation_id"] for item in response.json()]
 
+    # Teachers see what is opened to a class they teach; the school's administrator sees every installation.
     assert await seen("a1_teacher") == [all_apps, grade_app, class_app]
+    assert await seen("a1_teacher2") == [all_apps]
+    assert await seen("a1_admin") == [all_apps, grade_app, class_app]
     assert await seen("pupil_5_1") == [all_apps, grade_app]
     assert await seen("pupil_5_2") == [all_apps, grade_app, class_app]
     assert await seen("pupil_3_1") == [all_apps]

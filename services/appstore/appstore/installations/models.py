@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -45,6 +46,22 @@ class Installation(SQLModel, table=True):
     removed_at: datetime | None = Field(default=None, sa_type=_TZ)
     removal_reason: str | None = Field(default=None, max_length=20)
     delete_data_by: date | None = None
+
+    @property
+    def grade_list(self) -> list[str]:
+        return [str(grade) for grade in json.loads(self.grades or "[]")]
+
+    @property
+    def class_id_list(self) -> list[str]:
+        return [str(class_id) for class_id in json.loads(self.class_ids or "[]")]
+
+    def opens_class(self, class_id: str | None, grade: str | None) -> bool:
+        """Whether the school opened the app to this class: to every class when it named no grades and no classes,
+        otherwise to the classes of the grades it named and to the classes it named (either is enough)."""
+        grades, class_ids = self.grade_list, self.class_id_list
+        if not grades and not class_ids:
+            return True
+        return (grade is not None and grade in grades) or (class_id is not None and class_id in class_ids)
 
 
 class AppRequest(SQLModel, table=True):

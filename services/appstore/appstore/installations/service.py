@@ -160,8 +160,8 @@ def describe(session: Session, installation: Installation, manifests: _Manifests
         status=installation.status,
         scopes=describe_scopes(granted, manifest),
         personal_fields=_field_labels(granted),
-        grades=_json_list(installation.grades),
-        class_ids=_json_list(installation.class_ids),
+        grades=installation.grade_list,
+        class_ids=installation.class_id_list,
         needs_regrant=bool(missing),
         missing_scopes=describe_scopes(missing, manifest_for_missing),
         installed_by=installation.installed_by,
@@ -258,8 +258,8 @@ def _granted_event(installation: Installation, at: datetime) -> InstallationGran
         client_id=installation.client_id,
         school_id=installation.school_id,
         scopes=installation.scopes.split(),
-        grades=_json_list(installation.grades),
-        class_ids=_json_list(installation.class_ids),
+        grades=installation.grade_list,
+        class_ids=installation.class_id_list,
         version_id=installation.version_id,
         granted_at=at,
     )
@@ -380,8 +380,8 @@ def _remove(session: Session, installation: Installation, *, reason: RemovalReas
             client_id=installation.client_id,
             school_id=installation.school_id,
             scopes=installation.scopes.split(),
-            grades=_json_list(installation.grades),
-            class_ids=_json_list(installation.class_ids),
+            grades=installation.grade_list,
+            class_ids=installation.class_id_list,
             version_id=installation.version_id,
             reason=reason,
             removed_at=at,
@@ -420,7 +420,8 @@ def remove_all_for_app(session: Session, *, app_id: str, reason: RemovalReason, 
 
 
 def apps_for(session: Session, caller: Caller) -> list[MyAppRead]:
-    """Active installations at the schools where the caller holds a role; pupils see their grade's and class's."""
+    """Active installations at the schools where the caller holds a role. An installation limited to some grades or
+    classes shows to a pupil of one of them and to a teacher of one of them; administrators see every one."""
     roles_by_school: dict[str, set[str]] = {}
     for claim in caller.principal.roles:
         if claim.org_id:
@@ -448,11 +449,19 @@ def apps_for(session: Session, caller: Caller) -> list[MyAppRead]:
         .where(col(Installation.school_id).in_(sorted(schools)), Installation.status == "active")
         .order_by(col(Installation.installed_at), col(Installation.id))
     ).all()
+    taught = _classes_taught(session, caller.person_id, schools) if rows else []
     manifests = _Manifests(session)
     found = []
     for row in rows:
         roles = roles_by_school[row.school_id]
         if roles == {"student"} and not _opened_to(row, pupil_class):
+            continue
+        limited = bool(row.grade_list or row.class_id_list)
+        if (
+            roles == {"teacher"}
+            and limited
+            and not any(klass.school_id == row.school_id and row.opens_class(klass.id, klass.grade) for klass in taught)
+        ):
             continue
         installed = manifests.get(row.version_id)
         if installed is None:
@@ -473,15 +482,21 @@ def apps_for(session: Session, caller: Caller) -> list[MyAppRead]:
     return found
 
 
+def _classes_taught(session: Session, person_id: str, schools: set[str]) -> list[RosterClass]:
+    """The active classes at ``schools`` the person heads or teaches."""
+    classes = session.exec(
+        select(RosterClass).where(col(RosterClass.school_id).in_(sorted(schools)), RosterClass.active == True)  # noqa: E712
+    ).all()
+    return [
+        klass for klass in classes if klass.head_teacher_id == person_id or person_id in json.loads(klass.teacher_ids)
+    ]
+
+
 def _opened_to(installation: Installation, pupil_class: RosterClass | None) -> bool:
-    """Whether an installation limited to some grades or classes covers a pupil of ``pupil_class``."""
-    grades = _json_list(installation.grades)
-    class_ids = _json_list(installation.class_ids)
-    if not grades and not class_ids:
-        return True
-    if pupil_class is None or pupil_class.school_id != installation.school_id:
-        return False
-    return (not grades or pupil_class.grade in grades) and (not class_ids or pupil_class.id in class_ids)
+    """Whether the installation covers a pupil of ``pupil_class`` (every pupil when it is not limited)."""
+    if pupil_class is not None and pupil_class.school_id != installation.school_id:
+        pupil_class = None
+    return installation.opens_class(pupil_class.id if pupil_class else None, pupil_class.grade if pupil_class else None)
 
 
 # ------------------------------------------------------------------------------------------ teachers' requests

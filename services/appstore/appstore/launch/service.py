@@ -120,11 +120,7 @@ def class_teachers(klass: RosterClass) -> list[str]:
 
 
 def open_to_class(installation: Installation, klass: RosterClass) -> bool:
-    """The school opened the app to every class, or to this class's grade, or to this class."""
-    grades, class_ids = json_list(installation.grades), json_list(installation.class_ids)
-    if not grades and not class_ids:
-        return True
-    return klass.grade in grades or klass.id in class_ids
+    return installation.opens_class(klass.id, klass.grade)
 
 
 # ----------------------------------------------------------------------------------------------- launching
@@ -162,7 +158,7 @@ def _launch_class(
     if class_id is None and membership is not None and membership.school_id == installation.school_id:
         class_id = membership.class_id  # a pupil opens apps from their own class
     if class_id is None:
-        restricted = json_list(installation.grades) or json_list(installation.class_ids)
+        restricted = installation.grade_list or installation.class_id_list
         if restricted and role != "school_admin":
             raise ClassNotOpen(
                 "学校只为部分年级或班级开通了此应用，请从已开通的班级打开；"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 
 from sqlmodel import Session
@@ -34,14 +33,6 @@ def granted(installation: Installation, event_type: str) -> bool:
     return all(scope in scopes for scope in WEBHOOK_EVENT_SCOPES[event_type])
 
 
-def class_filter(installation: Installation) -> tuple[set[str], set[str]]:
-    """The grades and classes the school opened the installation to (empty: all)."""
-    return set(json.loads(installation.grades or "[]")), set(json.loads(installation.class_ids or "[]"))
-
-
 def reaches_class(installation: Installation, class_id: str, grade: str | None) -> bool:
     """The installation may know about this class (its grade is unknown when the projection lacks it)."""
-    grades, class_ids = class_filter(installation)
-    if class_ids and class_id not in class_ids:
-        return False
-    return not grades or grade in grades
+    return installation.opens_class(class_id, grade)

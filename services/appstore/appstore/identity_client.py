@@ -134,15 +134,15 @@ class IdentityClient:
         redirect_uris = list(manifest.launch.redirect_uris) if isinstance(manifest.launch, OidcLaunch) else []
         logout_uris = list(manifest.launch.post_logout_redirect_uris) if isinstance(manifest.launch, OidcLaunch) else []
         scope = " ".join(manifest.scope_ids)
+        # An LTI tool is launched by the app store, not by identity's authorization endpoint: no code grant.
+        grant_types = [*(["authorization_code", "refresh_token"] if redirect_uris else []), "client_credentials"]
         existing = self._call("GET", f"/oauth/clients/{app.client_id}")
         if existing.status_code == 404:
-            # An LTI tool is launched by the app store, not by identity's authorization endpoint: no code grant.
-            grant_types = ["authorization_code", "refresh_token"] if redirect_uris else []
             registration = {
                 "client_id": app.client_id,
                 "client_name": manifest.name.zh_cn,
                 "token_endpoint_auth_method": "client_secret_basic",
-                "grant_types": [*grant_types, "client_credentials"],
+                "grant_types": grant_types,
                 "redirect_uris": redirect_uris,
                 "post_logout_redirect_uris": logout_uris,
                 "scope": scope,
@@ -159,6 +159,7 @@ class IdentityClient:
             "redirect_uris": redirect_uris,
             "post_logout_redirect_uris": logout_uris,
             "scope": scope,
+            "grant_types": grant_types,  # a version may move the app from LTI to OIDC or back
         }
         return self._expect(self._call("PATCH", f"/oauth/clients/{app.client_id}", json=changes), 200)
 

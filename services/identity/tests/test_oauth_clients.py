@@ -443,6 +443,38 @@ async def test_a_rotated_secret_replaces_the_old_one_and_updates_apply(
     assert bad.status_code == 422
 
 
+async def test_an_app_that_moves_to_sign_in_gets_the_code_grant_with_its_redirect_uri(
+    app: FastAPI, client: httpx.AsyncClient, directory: Directory, token_for: TokenFactory
+) -> None:
+    vendor = vendor_backend(app)  # client credentials only, no redirect URI
+    admin = bearer(token_for(directory.city_admin, scopes=("clients.manage",)))
+    path = f"/oauth/clients/{vendor.client_id}"
+    without_uri = await client.patch(path, json={"grant_types": ["authorization_code"]}, headers=admin)
+    assert without_uri.status_code == 422
+    assert without_uri.json()["errors"][0]["field"] == "redirect_uris"
+    moved = await client.patch(
+        path,
+        json={
+            "grant_types": ["authorization_code", "client_credentials"],
+            "redirect_uris": ["https://app.example/cb"],
+            "scope": "openid org.read",
+        },
+        headers=admin,
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["grant_types"] == ["authorization_code", "client_credentials"]
+    authorize = await client.get(
+        "/oauth/authorize",
+        params={
+            "response_type": "code", "client_id": vendor.client_id, "redirect_uri": "https://app.example/cb",
+            "scope": "openid", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256", "state": "s",
+        },
+    )  # fmt: skip
+    assert authorize.status_code in (302, 303), authorize.text
+    assert authorize.headers["location"].startswith("/login"), authorize.headers["location"]  # not an error
+
+
 async def test_an_expired_token_is_inactive_and_refused(
     app: FastAPI, client: httpx.AsyncClient, settings: IdentitySettings, directory: Directory
 ) -> None:

@@ -171,8 +171,23 @@ def update(session: Session, client: OAuthClient, changes: ClientUpdate, *, prod
         errors.extend(_check_scopes(changes.scope, first_party=client.first_party))
     jwks_json, jwks_errors = _check_jwks(changes.jwks)
     errors.extend(jwks_errors)
+    grant_types = list(dict.fromkeys(changes.grant_types)) if changes.grant_types is not None else None
+    if grant_types is not None:
+        redirect_uris = changes.redirect_uris if changes.redirect_uris is not None else json_list(client.redirect_uris)
+        if "authorization_code" in grant_types and not redirect_uris:
+            errors.append(
+                FieldError(field="redirect_uris", message="The authorization_code grant needs a redirect URI.")
+            )
+        if client.token_endpoint_auth_method == "none" and "client_credentials" in grant_types:  # noqa: S105
+            errors.append(
+                FieldError(
+                    field="grant_types", message="A public client (auth method 'none') cannot use client_credentials."
+                )
+            )
     if errors:
         raise InvalidClientMetadata("The client change is not valid; fix the listed fields.", errors=errors)
+    if grant_types is not None:
+        client.grant_types = json.dumps(grant_types)
     if changes.client_name is not None:
         client.client_name = changes.client_name
     if changes.redirect_uris is not None:

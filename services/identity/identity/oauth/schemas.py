@@ -41,6 +41,7 @@ class ClientUpdate(BaseModel):
     post_logout_redirect_uris: list[str] | None = Field(default=None, max_length=20)
     scope: str | None = Field(default=None, max_length=1000)
     jwks: dict[str, Any] | None = None
+    grant_types: list[GrantType] | None = Field(default=None, min_length=1)
 
 
 class ClientRead(BaseModel):

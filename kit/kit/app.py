@@ -7,6 +7,7 @@ started and stopped by the app's lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -100,8 +101,9 @@ def create_service_app(
         finally:
             if on_shutdown is not None:
                 await on_shutdown(runtime)
-            for consumer in runtime.consumers:
-                await consumer.stop()
+            # Together: each finishes the message in hand or waits out its current fetch, so one after another
+            # would add a fetch timeout per consumer to every shutdown.
+            await asyncio.gather(*(consumer.stop() for consumer in runtime.consumers))
             await relay.stop()
             await link.close()
             await app.state.jwks.aclose()

@@ -35,14 +35,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "appstore" / "tests"))
 
-from launch_factories import add_class, add_pupil, install, listed_app, lti_launch, manifest
 from machine import load_average
 
 from appstore.config import AppStoreSettings
 from appstore.main import create_app, migrate
 from appstore.testing import build_city
+from appstore.testing_launch import add_class, add_pupil, install, listed_app, lti_launch, manifest
 from kit.natsserver import NatsServer
 from kit.testing import TestIssuer, live_server, scratch_postgres_database
 

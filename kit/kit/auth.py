@@ -381,6 +381,32 @@ def authorize(principal: Principal, *, roles: Iterable[str], org_path: str, scop
         )
 
 
+@dataclass(frozen=True)
+class Caller:
+    """The verified caller of a request and where the call came from; services extend it with what they need."""
+
+    principal: Principal
+    source_ip: str | None
+    request_id: str | None
+
+    @property
+    def person_id(self) -> str:
+        return self.principal.subject
+
+    @property
+    def is_app(self) -> bool:
+        """A vendor's app (its token carries ``app_id``), not a person or a platform service."""
+        return self.principal.claims.app_id is not None
+
+    def require_scope(self, scope: str) -> None:
+        if not self.principal.has_scope(scope):
+            raise _insufficient_scope(scope)
+
+    def require(self, *, roles: Iterable[str], org_path: str, scope: str) -> None:
+        """One of ``roles`` at or above ``org_path``, and the scope."""
+        authorize(self.principal, roles=roles, org_path=org_path, scope=scope)
+
+
 def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """Dependency factory: the caller's principal, provided its token carries ``scope``.
 

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -259,6 +259,15 @@ class TestIssuer:
 
 _OPERATIONAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI, issuer: TestIssuer) -> AsyncIterator[FastAPI]:
+    """The service app, trusting ``issuer``'s tokens, with its lifespan (NATS, outbox relay, consumers) running."""
+    issuer.trust(app)
+    async with app.router.lifespan_context(app):
+        yield app
+    await app.state.jwks_client.aclose()
 
 
 def documented_operations(app: FastAPI) -> set[tuple[str, str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,9 +10,10 @@ from sqlmodel import Session
 
 from appstore.config import AppStoreSettings
 from appstore.roster.models import RosterOrganisation
-from kit.auth import CurrentPrincipal, Principal, authorize
+from kit import auth as kit_auth
+from kit.auth import CurrentPrincipal
 from kit.crypto import FieldCipher
-from kit.errors import InsufficientScope, NotFound
+from kit.errors import NotFound
 
 SCHOOL_ADMIN_ROLES = ("city_admin", "district_admin", "school_admin")
 REVIEWER_ROLES = ("city_admin",)
@@ -21,28 +21,8 @@ DEVELOPER_ROLE = "vendor_developer"
 
 
 @dataclass(frozen=True)
-class Caller:
+class Caller(kit_auth.Caller):
     """The verified caller of a request."""
-
-    principal: Principal
-    source_ip: str | None
-    request_id: str | None
-
-    @property
-    def person_id(self) -> str:
-        return self.principal.subject
-
-    @property
-    def is_app(self) -> bool:
-        return self.principal.claims.app_id is not None
-
-    def require_scope(self, scope: str) -> None:
-        if not self.principal.has_scope(scope):
-            raise InsufficientScope(f"This operation needs the OAuth scope '{scope}'.", required_scope=scope)
-
-    def require(self, *, roles: Iterable[str], org_path: str, scope: str) -> None:
-        """One of ``roles`` at or above ``org_path``, and the scope."""
-        authorize(self.principal, roles=roles, org_path=org_path, scope=scope)
 
     def city_path(self) -> str | None:
         """The path of the city the caller's roles sit in (the first segment of any role's path)."""

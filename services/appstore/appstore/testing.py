@@ -17,7 +17,7 @@ from contracts.events import EventPayload
 from kit.db import Database
 from kit.natsserver import NatsServer
 from kit.outbox import build_envelope
-from kit.testing import TestCity, TestIssuer, build_test_city
+from kit.testing import TestCity, TestIssuer, build_test_city, running
 
 SCOPES_SCHOOL_ADMIN = "apps.read apps.install"
 SCOPES_DEVELOPER = "apps.develop"
@@ -46,11 +46,8 @@ def issuer() -> TestIssuer:
 
 @pytest.fixture
 async def app(settings: AppStoreSettings, issuer: TestIssuer) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    issuer.trust(application)
-    async with application.router.lifespan_context(application):
+    async with running(create_app(settings), issuer) as application:
         yield application
-    await application.state.jwks_client.aclose()
 
 
 @pytest.fixture

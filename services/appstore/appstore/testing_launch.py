@@ -31,7 +31,7 @@ from appstore.vendors.models import Vendor
 from contracts.events import enrollment as roster_events
 from contracts.manifest import AppManifestV1
 from kit.db import Database
-from kit.testing import TestCity, TestIssuer, free_port, live_server, mounted_under
+from kit.testing import TestCity, TestIssuer, free_port, live_server, mounted_under, running
 
 TOOL = "https://tool.example.com"
 
@@ -306,10 +306,7 @@ async def served_app_store(database_url: str, nats_url: str, **overrides: Any) -
     )  # fmt: skip
     migrate(settings)
     issuer = TestIssuer()
-    app = create_app(settings)
-    issuer.trust(app)
-    async with app.router.lifespan_context(app):
+    async with running(create_app(settings), issuer) as app:
         with live_server(mounted_under("/api/appstore", app), port=port):
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base) as client:
                 yield ServedStore(settings, app, base, build_city(app.state.database, issuer), client)
-    await app.state.jwks_client.aclose()

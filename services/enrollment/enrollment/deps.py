@@ -13,9 +13,10 @@ from contracts.api import APP_SCHOOLS_HEADER
 from enrollment.config import EnrollmentSettings
 from enrollment.directory.models import DirectoryOrganisation
 from enrollment.errors import UnknownSchool
-from kit.auth import CurrentPrincipal, Principal, authorize
+from kit import auth as kit_auth
+from kit.auth import CurrentPrincipal, authorize
 from kit.crypto import FieldCipher
-from kit.errors import Forbidden, InsufficientScope
+from kit.errors import Forbidden
 
 #: Roles that see a school's roster, by how far their organisation reaches.
 ROSTER_ROLES = ("city_admin", "district_admin", "school_admin", "teacher")
@@ -23,27 +24,12 @@ ADMIN_ROLES = ("city_admin", "district_admin", "school_admin")
 
 
 @dataclass(frozen=True)
-class Caller:
+class Caller(kit_auth.Caller):
     """The verified caller, where the call came from, and (for a vendor's app) the schools that installed it."""
 
-    principal: Principal
-    source_ip: str | None
-    request_id: str | None
-    #: For a vendor's app: the schools that installed it and granted the route's scopes, as the gateway
+    #: For a vendor's app: the schools that installed it and granted it the route's scopes, as the gateway
     #: established them. None for the platform's own clients, which are confined by their roles instead.
     app_schools: frozenset[str] | None
-
-    @property
-    def person_id(self) -> str:
-        return self.principal.subject
-
-    @property
-    def is_app(self) -> bool:
-        return self.principal.claims.app_id is not None
-
-    def require_scope(self, scope: str) -> None:
-        if not self.principal.has_scope(scope):
-            raise InsufficientScope(f"This operation needs the OAuth scope '{scope}'.", required_scope=scope)
 
     def require(self, *, roles: Iterable[str], org_path: str, scope: str) -> None:
         """One of ``roles`` at or above ``org_path``, and the scope; an app needs the school's installation."""

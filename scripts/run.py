@@ -45,6 +45,7 @@ SERVICES = [
     Service("identity", int(os.environ.get("EDU_IDENTITY_PORT", "8101")), "统一身份 Identity directory and keys"),
     Service("enrollment", int(os.environ.get("EDU_ENROLLMENT_PORT", "8102")), "招生入学 Admission, classes, rosters"),
     Service("appstore", int(os.environ.get("EDU_APPSTORE_PORT", "8103")), "应用超市 App store, LTI 1.3, webhooks"),
+    Service("metering", int(os.environ.get("EDU_METERING_PORT", "8104")), "计量结算 Metering, statements, 绩效"),
 ]
 GATEWAY = Service("gateway", int(os.environ.get("EDU_GATEWAY_PORT", "8100")), "API 网关 the one public entry")
 # Not part of the platform: the sample vendor app (examples/vendor-app), started so the app store's chain can be tried.
@@ -216,7 +217,7 @@ def main() -> None:
     if store.get("vendor_app_env"):
         vendor_env = {
             **os.environ, **store["vendor_app_env"], "VENDOR_APP_PORT": str(VENDOR_APP.port),
-            "VENDOR_APP_BASE_URL": VENDOR_APP.url,
+            "VENDOR_APP_BASE_URL": VENDOR_APP.url, "VENDOR_APP_METERING_ENABLED": "true",
         }  # fmt: skip
         log = open(VAR / "log" / "vendor_app.log", "ab")  # noqa: SIM115 - lives as long as the child
         process = subprocess.Popen(

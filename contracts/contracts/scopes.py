@@ -347,6 +347,18 @@ SCOPES: tuple[Scope, ...] = (
         audience=_PLATFORM,
     ),
     Scope(
+        id="metering.read",
+        description_zh="查看应用的使用量、费用、结算单和效益排名（按所在机构或企业的范围）",
+        description_en="Read apps' usage, costs, statements and benefit ranking, within one's organisation or vendor",
+        audience=_PLATFORM,
+    ),
+    Scope(
+        id="metering.approve",
+        description_zh="市级财务审核结算单、处理企业异议和待核用量",
+        description_en="City finance: approve statements, resolve vendors' disputes, decide usage held for review",
+        audience=_PLATFORM,
+    ),
+    Scope(
         id="metering.report",
         description_zh="上报应用的使用量统计（仅汇总数据，不含个人信息）",
         description_en="Report the app's usage figures (aggregates only, no personal information)",

@@ -64,6 +64,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "student_id": "p-1",
         "relationship": "mother",
     },
+    "edu.metering.period.closed.v1": {"period": "2026-10", "closed_at": "2026-11-06T00:00:00Z", "statements": 12},
 }
 
 

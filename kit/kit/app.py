@@ -20,7 +20,7 @@ from kit.auth import JwksCache, TokenVerifier
 from kit.db import Database
 from kit.errors import install_problem_handlers
 from kit.health import Check, health_router
-from kit.inbox import EventConsumer, Handler
+from kit.inbox import BatchHandler, EventConsumer, Handler
 from kit.messaging import NatsLink
 from kit.outbox import OutboxRelay
 from kit.settings import ServiceSettings
@@ -31,12 +31,18 @@ logger = logging.getLogger("kit.app")
 
 @dataclass(frozen=True)
 class Subscription:
-    """An event consumer a service declares: durable name, stream, subjects and handler."""
+    """An event consumer a service declares: durable name, stream, subjects and handler.
+
+    ``batch_handler`` instead of ``handler`` applies each fetched batch (up to ``batch_size`` events) in one
+    transaction, for high-volume streams; a batch that fails is applied again one event at a time.
+    """
 
     name: str
     stream: str
     subjects: list[str]
-    handler: Handler
+    handler: Handler | None = None
+    batch_handler: BatchHandler | None = None
+    batch_size: int = 100
 
 
 @dataclass
@@ -80,6 +86,8 @@ def create_service_app(
                 stream=subscription.stream,
                 subjects=subscription.subjects,
                 handler=subscription.handler,
+                batch_handler=subscription.batch_handler,
+                batch_size=subscription.batch_size,
                 database=database,
                 link=link,
                 max_attempts=settings.consumer_max_attempts,

@@ -22,7 +22,7 @@ from opentelemetry import propagate, trace
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from contracts.envelope import EventEnvelope
 from contracts.messaging import (
@@ -44,6 +44,8 @@ tracer = trace.get_tracer("kit.inbox")
 EVENTS_HANDLED = Counter("edu_inbox_handled_total", "Events handled, by outcome", ["consumer", "outcome"])
 
 Handler = Callable[[Session, EventEnvelope], None]
+#: Applies many events in one transaction (high-volume consumers such as metering's usage ingest).
+BatchHandler = Callable[[Session, list[EventEnvelope]], None]
 
 
 class ProcessedEvent(SQLModel, table=True):
@@ -55,6 +57,14 @@ class ProcessedEvent(SQLModel, table=True):
     event_id: str = Field(primary_key=True, max_length=64)
     event_type: str = Field(max_length=200)
     processed_at: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=sa.DateTime(timezone=True))
+
+
+def _one_at_a_time(handler: Handler) -> BatchHandler:
+    def apply(session: Session, envelopes: list[EventEnvelope]) -> None:
+        for envelope in envelopes:
+            handler(session, envelope)
+
+    return apply
 
 
 class _Poison(Exception):
@@ -71,7 +81,8 @@ class EventConsumer:
         name: str,
         stream: str,
         subjects: list[str],
-        handler: Handler,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
         database: Database,
         link: NatsLink,
         max_attempts: int = 5,
@@ -79,11 +90,14 @@ class EventConsumer:
         batch_size: int = 100,
         fetch_timeout: float = 1.0,
     ) -> None:
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("an event consumer takes either a handler or a batch handler")
         self.service = service
         self.name = name
         self.stream = stream
         self.subjects = subjects
-        self.handler = handler
+        self.handler: BatchHandler = batch_handler or _one_at_a_time(handler)  # type: ignore[arg-type]
+        self.batched = batch_handler is not None
         self.database = database
         self.link = link
         self.max_attempts = max_attempts
@@ -144,6 +158,8 @@ class EventConsumer:
                         await self._ensure_consumer()
                     continue
                 idle_fetches = 0
+                if self.batched and len(messages) > 1 and await self._handle_batch(messages):
+                    continue
                 for message in messages:
                     if self._stopping:
                         break  # unacknowledged messages are redelivered after ack_wait
@@ -194,6 +210,48 @@ class EventConsumer:
         finally:
             otel_context.detach(token)
 
+    async def _handle_batch(self, messages: list[Msg]) -> bool:
+        """Apply a fetched batch in one transaction and acknowledge it; False to fall back to one at a time.
+
+        Any failure (a poison message, a handler error) leaves the batch unacknowledged and unapplied, and the
+        caller then handles each message alone, so one bad event neither blocks nor takes down the others.
+        """
+        with tracer.start_as_current_span(f"consume batch {self.stream}", kind=trace.SpanKind.CONSUMER):
+            try:
+                envelopes = [self._parse(message) for message in messages]
+                applied = await asyncio.to_thread(self._apply_many, envelopes)
+            except Exception as error:
+                logger.info("consumer %s: batch of %d falls back to one at a time: %s", self.name, len(messages), error)
+                return False
+            await asyncio.gather(*(message.ack() for message in messages))
+        EVENTS_HANDLED.labels(self.name, "applied").inc(applied)
+        EVENTS_HANDLED.labels(self.name, "duplicate").inc(len(messages) - applied)
+        return True
+
+    def _apply_many(self, envelopes: list[EventEnvelope]) -> int:
+        """Apply the events not applied before, together; returns how many were new."""
+        with self.database.session() as session:
+            ids = list({envelope.id for envelope in envelopes})
+            seen = set(
+                session.exec(
+                    select(ProcessedEvent.event_id).where(
+                        ProcessedEvent.consumer == self.name, col(ProcessedEvent.event_id).in_(ids)
+                    )
+                )
+            )
+            fresh: list[EventEnvelope] = []
+            for envelope in envelopes:
+                if envelope.id not in seen:
+                    seen.add(envelope.id)  # the same event twice in one batch counts once
+                    fresh.append(envelope)
+            if fresh:
+                self.handler(session, fresh)
+                session.add_all(
+                    ProcessedEvent(consumer=self.name, event_id=envelope.id, event_type=envelope.type)
+                    for envelope in fresh
+                )
+        return len(fresh)
+
     @staticmethod
     def _parse(message: Msg) -> EventEnvelope:
         try:
@@ -207,7 +265,7 @@ class EventConsumer:
             with self.database.session() as session:
                 if session.get(ProcessedEvent, (self.name, envelope.id)) is not None:
                     return False
-                self.handler(session, envelope)
+                self.handler(session, [envelope])
                 session.add(ProcessedEvent(consumer=self.name, event_id=envelope.id, event_type=envelope.type))
         except IntegrityError:
             # A concurrent delivery of the same event committed first; nothing more to do.

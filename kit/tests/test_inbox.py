@@ -185,3 +185,87 @@ async def test_trace_context_travels_from_the_writing_request_to_the_consumer(
     consumer_spans = [span for span in exporter.get_finished_spans() if span.name.startswith("consume ")]
     assert consumer_spans, "the consumer must record a span"
     assert format(consumer_spans[0].context.trace_id, "032x") == trace_id
+
+
+# ------------------------------------------------------------------------------------------------ batches
+
+
+async def _publish_all(url: str, payloads: list[bytes]) -> None:
+    client = await nats.connect(url)
+    try:
+        stream = client.jetstream()
+        for data in payloads:
+            await stream.publish("edu.identity.person.created", data)  # no Nats-Msg-Id: duplicates reach us
+    finally:
+        await client.close()
+
+
+async def _start(database: Database, url: str, batch_handler, calls: list[int]):  # type: ignore[no-untyped-def]
+    link = NatsLink(url, name="test-batch-consumer", streams=[StreamSpec("identity")])
+    await link.start()
+    assert await link.wait_connected(10)
+
+    def counting(session: Session, envelopes: list[EventEnvelope]) -> None:
+        calls.append(len(envelopes))
+        batch_handler(session, envelopes)
+
+    consumer = EventConsumer(
+        service="metering", name="metering-people", stream="EDU_IDENTITY", subjects=["edu.identity.person.>"],
+        batch_handler=counting, database=database, link=link, max_attempts=2, fetch_timeout=0.3, batch_size=50,
+    )  # fmt: skip
+    return link, consumer
+
+
+def _apply_each(session: Session, envelopes: list[EventEnvelope]) -> None:
+    for envelope in envelopes:
+        project(session, envelope)
+
+
+async def test_a_batch_is_applied_together_and_repeats_count_once(database_url: str, nats_server: NatsServer) -> None:
+    database = make_database(database_url)
+    events = [person_event(f"p-{index}", f"学生{index}") for index in range(40)]
+    payloads = [event.to_json_bytes() for event in events] + [events[3].to_json_bytes(), events[7].to_json_bytes()]
+    calls: list[int] = []
+    link, consumer = await _start(database, nats_server.url, _apply_each, calls)
+    await _publish_all(nats_server.url, payloads)
+    await consumer.start()
+    try:
+        await eventually(lambda: len(seen(database)) >= 40)
+        await asyncio.sleep(0.8)
+    finally:
+        await consumer.stop()
+        await link.close()
+    assert sorted(row.person_id for row in seen(database)) == sorted(f"p-{index}" for index in range(40))
+    assert max(calls) > 1  # more than one event per transaction
+
+
+async def test_one_bad_event_in_a_batch_does_not_hold_back_the_others(
+    database_url: str, nats_server: NatsServer
+) -> None:
+    database = make_database(database_url)
+
+    def refusing(session: Session, envelopes: list[EventEnvelope]) -> None:
+        for envelope in envelopes:
+            if envelope.data["name"] == "坏数据":
+                raise ValueError("name rejected by the projection")
+            project(session, envelope)
+
+    good = [person_event(f"p-{index}", f"学生{index}") for index in range(10)]
+    payloads = [event.to_json_bytes() for event in good[:5]]
+    payloads += [person_event("p-bad", "坏数据").to_json_bytes(), b"not a cloudevent"]
+    payloads += [event.to_json_bytes() for event in good[5:]]
+    calls: list[int] = []
+    client = await nats.connect(nats_server.url)
+    dead = await client.subscribe("deadletter.>")
+    link, consumer = await _start(database, nats_server.url, refusing, calls)
+    await _publish_all(nats_server.url, payloads)
+    await consumer.start()
+    try:
+        letters = [await dead.next_msg(timeout=15), await dead.next_msg(timeout=15)]
+        await eventually(lambda: len(seen(database)) == 10)
+    finally:
+        await consumer.stop()
+        await link.close()
+        await client.close()
+    assert sorted(row.person_id for row in seen(database)) == sorted(f"p-{index}" for index in range(10))
+    assert {letter.subject for letter in letters} == {"deadletter.metering.metering-people"}

@@ -135,8 +135,9 @@ def _registry() -> dict[str, ServiceApi]:
     from contracts.api.appstore import APPSTORE_API
     from contracts.api.enrollment import ENROLLMENT_API
     from contracts.api.identity import IDENTITY_API
+    from contracts.api.metering import METERING_API
 
-    return {api.service: api for api in (IDENTITY_API, ENROLLMENT_API, APPSTORE_API)}
+    return {api.service: api for api in (IDENTITY_API, ENROLLMENT_API, APPSTORE_API, METERING_API)}
 
 
 SERVICE_APIS: dict[str, ServiceApi] = _registry()

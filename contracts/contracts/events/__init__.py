@@ -1,6 +1,16 @@
 """Event payloads of every service, registered by type."""
 
-from contracts.events import appstore, enrollment, gateway, identity
+from contracts.events import appstore, enrollment, gateway, identity, metering
 from contracts.events.base import EventPayload, EventRegistry, StreamSpec, registry
 
-__all__ = ["EventPayload", "EventRegistry", "StreamSpec", "appstore", "enrollment", "gateway", "identity", "registry"]
+__all__ = [
+    "EventPayload",
+    "EventRegistry",
+    "StreamSpec",
+    "appstore",
+    "enrollment",
+    "gateway",
+    "identity",
+    "metering",
+    "registry",
+]

@@ -39,6 +39,31 @@ class VendorRegisteredV1(_AppStoreEvent):
 
 
 @registry.register
+class VendorMemberAddedV1(_AppStoreEvent):
+    """A developer joined a vendor (its registrant, or by accepting an invitation)."""
+
+    entity = "vendor_member"
+    event = "added"
+    summary = "A developer joined a vendor: they may act for it, and read its usage and statements."
+
+    vendor_id: str
+    person_id: str
+    role: Literal["owner", "developer"]
+
+
+@registry.register
+class VendorMemberRemovedV1(_AppStoreEvent):
+    """A developer no longer works for a vendor."""
+
+    entity = "vendor_member"
+    event = "removed"
+    summary = "A developer was removed from a vendor: they no longer act for it or read its statements."
+
+    vendor_id: str
+    person_id: str
+
+
+@registry.register
 class AppVersionSubmittedV1(_AppStoreEvent):
     """A vendor submitted a version of an app's manifest for review."""
 
@@ -90,6 +115,10 @@ class AppPublishedV1(_AppStoreEvent):
     unit_price_fen: int
     monthly_cap_fen_per_school: int | None = None
     effective_at: datetime
+    app_name: str | None = Field(default=None, description="The app's Chinese name, for statements and reports")
+    reported_unit_name: str | None = Field(
+        default=None, description="What one vendor-reported unit is, for plans priced per reported_unit"
+    )
 
 
 @registry.register

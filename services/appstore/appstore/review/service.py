@@ -17,6 +17,7 @@ from appstore.installations.models import Installation
 from appstore.review.models import AppStatusChange, ReviewDecision, SchoolNotice
 from appstore.review.schemas import DecisionCreate, StatusChangeCreate
 from appstore.vendors.models import Vendor, as_utc
+from contracts.manifest import AppManifestV1
 from contracts.events.appstore import AppPublishedV1, AppStatusChangedV1, AppVersionReviewedV1, RemovalReason
 from kit import audit, outbox
 from kit.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -162,13 +163,14 @@ def publish(session: Session, *, app: App, version: AppVersion, now: datetime) -
     app.updated_at = now
     session.add(app)
     session.flush()
+    manifest = AppManifestV1.model_validate_json(version.manifest)
     outbox.emit(
         session,
         AppPublishedV1(
             app_id=app.id, vendor_id=app.vendor_id, version_id=version.id, app_version=version.version,
             client_id=app.client_id, scopes=version.scopes.split(), pricing_unit=version.pricing_unit,
             unit_price_fen=version.unit_price_fen, monthly_cap_fen_per_school=version.monthly_cap_fen_per_school,
-            effective_at=now,
+            effective_at=now, app_name=manifest.name.zh_cn, reported_unit_name=manifest.pricing.reported_unit_name,
         ),
         subject_id=app.id,
     )  # fmt: skip

@@ -21,7 +21,7 @@ from appstore.vendors.errors import (
 )
 from appstore.vendors.models import Vendor, VendorInvitation, VendorMember, as_utc
 from appstore.vendors.schemas import InvitationCreate, VendorCreate
-from contracts.events.appstore import VendorRegisteredV1
+from contracts.events.appstore import VendorMemberAddedV1, VendorMemberRemovedV1, VendorRegisteredV1
 from kit import outbox
 from kit.errors import FieldError
 from kit.identifiers import CreditCodeError, PhoneError, validate_credit_code, validate_phone
@@ -120,6 +120,8 @@ def register_vendor(session: Session, *, data: VendorCreate, registrant_id: str)
         ),
         subject_id=vendor.id,
     )
+    outbox.emit(session, VendorMemberAddedV1(vendor_id=vendor.id, person_id=registrant_id, role="owner"),
+                subject_id=vendor.id)  # fmt: skip
     session.flush()
     return vendor
 
@@ -187,6 +189,12 @@ def accept_invitation(session: Session, *, code: str, person_id: str, now: datet
     session.add(invitation)
     member = VendorMember(vendor_id=invitation.vendor_id, person_id=person_id, role=invitation.role)
     session.add(member)
+    outbox.emit(
+        session,
+        VendorMemberAddedV1(vendor_id=invitation.vendor_id, person_id=person_id,
+                            role="owner" if invitation.role == "owner" else "developer"),
+        subject_id=invitation.vendor_id,
+    )  # fmt: skip
     session.flush()
     return member
 
@@ -204,4 +212,5 @@ def remove_member(session: Session, *, vendor_id: str, person_id: str) -> None:
             raise LastOwner("企业至少需要一位管理员，请先邀请另一位管理员；"
                             "A vendor needs an owner: invite another owner first.")  # fmt: skip
     session.delete(member)
+    outbox.emit(session, VendorMemberRemovedV1(vendor_id=vendor_id, person_id=person_id), subject_id=vendor_id)
     session.flush()

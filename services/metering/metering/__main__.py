@@ -1,0 +1,5 @@
+import sys
+
+from metering.cli import main
+
+sys.exit(main())

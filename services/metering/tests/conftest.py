@@ -1,0 +1,3 @@
+from metering.testing import app, city, client, issuer, settings
+
+__all__ = ["app", "city", "client", "issuer", "settings"]

@@ -17,8 +17,8 @@ from appstore.installations.models import Installation
 from appstore.review.models import AppStatusChange, ReviewDecision, SchoolNotice
 from appstore.review.schemas import DecisionCreate, StatusChangeCreate
 from appstore.vendors.models import Vendor, as_utc
-from contracts.manifest import AppManifestV1
 from contracts.events.appstore import AppPublishedV1, AppStatusChangedV1, AppVersionReviewedV1, RemovalReason
+from contracts.manifest import AppManifestV1
 from kit import audit, outbox
 from kit.errors import Conflict, FieldError, InvalidInput, NotFound
 from kit.outbox import utcnow

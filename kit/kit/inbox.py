@@ -246,10 +246,16 @@ class EventConsumer:
                     fresh.append(envelope)
             if fresh:
                 self.handler(session, fresh)
-                session.add_all(
-                    ProcessedEvent(consumer=self.name, event_id=envelope.id, event_type=envelope.type)
-                    for envelope in fresh
-                )
+                # Core executemany: building a model object per id costs more than the handler's own inserts.
+                processed_at = datetime.now(UTC)
+                session.connection().execute(
+                    sa.insert(ProcessedEvent.__table__),  # type: ignore[attr-defined]
+                    [
+                        {"consumer": self.name, "event_id": envelope.id, "event_type": envelope.type,
+                         "processed_at": processed_at}
+                        for envelope in fresh
+                    ],
+                )  # fmt: skip
         return len(fresh)
 
     @staticmethod

@@ -64,7 +64,12 @@ class ReportResult(BaseModel):
         description="accepted: counted; held: counted but paid only after the city's review; duplicate: this id "
         "was received before and counts once; rejected: not counted, see problem"
     )
-    usage_period: str | None = Field(default=None, description="The month the units count in (YYYY-MM)")
+    usage_period: str | None = Field(default=None, description="The month the units are billed in (YYYY-MM)")
+    reason: str | None = Field(
+        default=None,
+        description="Why held units are not paid automatically, e.g. no_launch_given, launch_not_observed, "
+        "above_observed_activity, not_installed_at_time",
+    )
     problem: ReportProblem | None = None
 
 

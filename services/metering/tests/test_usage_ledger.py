@@ -60,7 +60,9 @@ def test_use_where_the_app_was_not_installed_at_the_time_is_kept_but_not_billabl
         launched(app_id=metered.app_id, vendor_id=vendor, school_id="s1", at=OCT_10 + timedelta(days=2)),
     )  # fmt: skip
     with database.session() as session:
-        statuses = sorted((e.status, e.reason) for e in session.exec(select(UsageEvent).where(UsageEvent.meter == "launch")))
+        statuses = sorted(
+            (e.status, e.reason) for e in session.exec(select(UsageEvent).where(UsageEvent.meter == "launch"))
+        )
     assert statuses == [("billable", None), ("not_installed", "not_installed_at_time"),
                         ("not_installed", "not_installed_at_time")]  # fmt: skip
 

@@ -170,7 +170,9 @@ def publish(session: Session, *, app: App, version: AppVersion, now: datetime) -
             app_id=app.id, vendor_id=app.vendor_id, version_id=version.id, app_version=version.version,
             client_id=app.client_id, scopes=version.scopes.split(), pricing_unit=version.pricing_unit,
             unit_price_fen=version.unit_price_fen, monthly_cap_fen_per_school=version.monthly_cap_fen_per_school,
-            effective_at=now, app_name=manifest.name.zh_cn, reported_unit_name=manifest.pricing.reported_unit_name,
+            effective_at=now, app_name=manifest.name.zh_cn, reported_unit_name=(
+                manifest.pricing.reported_unit_name.zh_cn if manifest.pricing.reported_unit_name else None
+            ),
         ),
         subject_id=app.id,
     )  # fmt: skip

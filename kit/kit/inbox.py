@@ -35,7 +35,7 @@ from contracts.messaging import (
     HEADER_ORIGINAL_SUBJECT,
     dead_letter_subject,
 )
-from kit.db import Database
+from kit.db import Database, insert_rows
 from kit.messaging import NatsLink
 
 logger = logging.getLogger("kit.inbox")
@@ -246,15 +246,11 @@ class EventConsumer:
                     fresh.append(envelope)
             if fresh:
                 self.handler(session, fresh)
-                # Core executemany: building a model object per id costs more than the handler's own inserts.
+                # Straight to the driver: building a model object per id costs more than the handler's own inserts.
                 processed_at = datetime.now(UTC)
-                session.connection().execute(
-                    sa.insert(ProcessedEvent.__table__),  # type: ignore[attr-defined]
-                    [
-                        {"consumer": self.name, "event_id": envelope.id, "event_type": envelope.type,
-                         "processed_at": processed_at}
-                        for envelope in fresh
-                    ],
+                insert_rows(
+                    session, ProcessedEvent.__table__, ("consumer", "event_id", "event_type", "processed_at"),  # type: ignore[attr-defined]
+                    [(self.name, envelope.id, envelope.type, processed_at) for envelope in fresh],
                 )  # fmt: skip
         return len(fresh)
 

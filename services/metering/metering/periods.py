@@ -11,6 +11,9 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone
 
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+# PostgreSQL advisory lock: closing a period takes it exclusively, recording usage shared, so no usage commits into a
+# period in the moment it closes (it would be billed nowhere).
+PERIOD_LOCK_KEY = 0x6D657465  # "mete"
 PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 

@@ -76,8 +76,8 @@ def test_the_price_is_the_plan_in_force_when_the_app_was_used(app: FastAPI, sett
     install(database, settings, app_id=metered.app_id, school_id="s1", granted_at=datetime(2026, 1, 1, tzinfo=UTC))
     with database.session() as session:
         record_usage(session, [
-            UsageInput(source="appstore", source_event_id=f"l{i}", app_id=metered.app_id, school_id="s1", meter="launch",
-                       quantity=1, occurred_at=OCT_10 + timedelta(days=i)) for i in range(10)
+            UsageInput(source="appstore", source_event_id=f"l{i}", app_id=metered.app_id, school_id="s1",
+                       meter="launch", quantity=1, occurred_at=OCT_10 + timedelta(days=i)) for i in range(10)
         ], max_reported_units_per_launch=100)  # fmt: skip
     with database.session() as session:
         plans = sorted(e.plan_id for e in session.exec(select(UsageEvent)))

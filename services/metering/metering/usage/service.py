@@ -22,11 +22,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from kit.db import driver_placeholder, insert_rows
 from metering import periods
 from metering.projections.models import InstallationSpan, MeteredApp, PricePlan
 from metering.statements.models import BillingPeriod
@@ -83,7 +85,7 @@ class _Context:
 
     apps: dict[str, MeteredApp]
     plans: dict[str, list[PricePlan]]
-    spans: dict[tuple[str, str], list[InstallationSpan]]
+    spans: dict[tuple[str, str], list[Any]]  # rows with granted_at and removed_at
     closed: set[str]
     launches: dict[str, UsageEvent] = field(default_factory=dict)
     reported_per_launch: dict[str, int] = field(default_factory=dict)
@@ -94,6 +96,9 @@ def utcnow() -> datetime:
 
 
 def closed_periods(session: Session) -> set[str]:
+    """Closed periods, holding the shared period lock (PostgreSQL) until the transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": periods.PERIOD_LOCK_KEY})
     return set(session.exec(select(BillingPeriod.period)))
 
 
@@ -116,7 +121,7 @@ def plan_at(plans: Sequence[PricePlan], at: datetime) -> PricePlan | None:
     return found
 
 
-def installed_at(spans: Iterable[InstallationSpan], at: datetime) -> bool:
+def installed_at(spans: Iterable[Any], at: datetime) -> bool:
     for span in spans:
         if _aware(span.granted_at) <= at and (span.removed_at is None or at < _aware(span.removed_at)):
             return True
@@ -139,14 +144,15 @@ def _load_context(session: Session, inputs: Sequence[UsageInput]) -> _Context:
     ):
         plans[plan.app_id].append(plan)
     pairs = sorted({(item.app_id, item.school_id) for item in inputs if item.school_id})
-    spans: dict[tuple[str, str], list[InstallationSpan]] = defaultdict(list)
+    spans: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    table = InstallationSpan.__table__
     for start in range(0, len(pairs), _LOOKUP_CHUNK // 2):
         chunk = pairs[start : start + _LOOKUP_CHUNK // 2]
-        for span in session.exec(
-            select(InstallationSpan).where(
-                sa.tuple_(col(InstallationSpan.app_id), col(InstallationSpan.school_id)).in_(chunk)
-            )
-        ):
+        # Plain rows (attribute access), not ORM objects: a batch can touch hundreds of installations.
+        statement = sa.select(table.c.app_id, table.c.school_id, table.c.granted_at, table.c.removed_at).where(
+            sa.tuple_(table.c.app_id, table.c.school_id).in_(chunk)
+        )
+        for span in session.connection().execute(statement):
             spans[(span.app_id, span.school_id)].append(span)
     context = _Context(apps=apps, plans=plans, spans=spans, closed=closed_periods(session))
     launch_ids = sorted({item.launch_id for item in inputs if item.launch_id and item.source == "vendor"})
@@ -213,14 +219,25 @@ def _existing_keys(session: Session, keys: Sequence[tuple[str, str]]) -> set[tup
     by_source: dict[str, list[str]] = defaultdict(list)
     for source, event_id in keys:
         by_source[source].append(event_id)
+    placeholder = driver_placeholder(session)
+    connection = session.connection()
     for source, event_ids in by_source.items():
         for start in range(0, len(event_ids), _LOOKUP_CHUNK):
             chunk = event_ids[start : start + _LOOKUP_CHUNK]
-            statement = sa.select(_LEDGER.c.source_event_id).where(
-                _LEDGER.c.source == source,
-                _LEDGER.c.source_event_id.in_(chunk),
-            )
-            found.update((source, event_id) for (event_id,) in session.connection().execute(statement))
+            if placeholder is None:
+                statement = sa.select(_LEDGER.c.source_event_id).where(
+                    _LEDGER.c.source == source, _LEDGER.c.source_event_id.in_(chunk)
+                )
+                rows = connection.execute(statement)
+            else:
+                # Sent as written: compiling an expanding IN for each batch costs more than the lookup itself.
+                marks = ", ".join([placeholder] * len(chunk))
+                rows = connection.exec_driver_sql(
+                    f"SELECT source_event_id FROM usage_event WHERE source = {placeholder} "  # noqa: S608 - placeholders only
+                    f"AND source_event_id IN ({marks})",
+                    (source, *chunk),
+                )
+            found.update((source, event_id) for (event_id,) in rows)
     return found
 
 
@@ -236,10 +253,7 @@ def _insert_new(session: Session, rows: list[dict[str, object]]) -> set[tuple[st
     keys = [(str(row["source"]), str(row["source_event_id"])) for row in rows]
     existing = _existing_keys(session, keys)
     fresh = [row for row, key in zip(rows, keys, strict=True) if key not in existing]
-    if fresh:
-        session.connection().execute(
-            sa.insert(_LEDGER), [{name: row.get(name) for name in _LEDGER_COLUMNS} for row in fresh]
-        )
+    insert_rows(session, _LEDGER, _LEDGER_COLUMNS, [tuple(row.get(name) for name in _LEDGER_COLUMNS) for row in fresh])
     return {key for key in keys if key not in existing}
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
-from sqlmodel import select
+from sqlmodel import func, select
 
 from metering.config import MeteringSettings
 from metering.testing import add_app, add_vendor, feed_appstore, install, launched, publish_plan, uninstall
-from metering.usage.models import UsageEvent, UsageTotal
+from metering.usage.models import UsageEvent, UsageMonthTotal, UsageTotal
 from metering.usage.service import UsageInput, record_usage
 
 OCT_10 = datetime(2026, 10, 10, 2, 0, tzinfo=UTC)
@@ -100,3 +100,30 @@ def test_usage_before_its_installation_event_arrived_is_released_when_it_does(
     assert {(meter, status) for (meter, status, _plan) in totals} == {
         ("launch", "billable"), ("monthly_active_user", "billable"),
     }  # fmt: skip
+
+
+def test_the_monthly_rollup_always_equals_the_daily_totals(app: FastAPI, settings: MeteringSettings) -> None:
+    database = app.state.database
+    vendor = add_vendor(database, settings)
+    metered = add_app(database, settings, vendor_id=vendor)
+    feed_appstore(database, settings, launched(app_id=metered.app_id, vendor_id=vendor, school_id="s1", at=OCT_10))
+    install(database, settings, app_id=metered.app_id, school_id="s1", granted_at=OCT_10 - timedelta(days=1))
+    feed_appstore(
+        database, settings,
+        *[launched(app_id=metered.app_id, vendor_id=vendor, school_id="s1", at=OCT_10 + timedelta(days=day, hours=20),
+                   user=f"u{day % 4}") for day in range(30)],
+    )  # fmt: skip
+    with database.session() as session:
+        daily = session.exec(
+            select(UsageTotal.meter, UsageTotal.status, func.sum(UsageTotal.quantity), func.sum(UsageTotal.events))
+            .group_by(UsageTotal.meter, UsageTotal.status)
+        ).all()  # fmt: skip
+        monthly = session.exec(
+            select(UsageMonthTotal.meter, UsageMonthTotal.status, func.sum(UsageMonthTotal.quantity),
+                   func.sum(UsageMonthTotal.events))
+            .group_by(UsageMonthTotal.meter, UsageMonthTotal.status)
+        ).all()  # fmt: skip
+        months = set(session.exec(select(UsageMonthTotal.usage_period)))
+    assert sorted(daily) == sorted(monthly)
+    assert ("launch", "billable", 31, 31) in [tuple(row) for row in monthly]
+    assert months == {"2026-10", "2026-11"}  # the 22nd day on: November in China (UTC+8)

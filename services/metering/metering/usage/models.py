@@ -4,7 +4,8 @@ Every unit of use metering ever received is one ``UsageEvent`` row, unique on it
 a re-sent or replayed event can never count twice (not only within the broker's duplicate window). Its status says
 whether it is paid: billable, held for review, or kept but never billed (not installed at the time, unknown app),
 with the reason. ``UsageTotal`` sums the ledger by billing period, day, app, school, meter, price plan and status,
-in the same transaction as the rows it sums; statements and charts read it, never the ledger.
+in the same transaction as the rows it sums; ``UsageMonthTotal`` the same by month of use. Statements and charts read
+them, never the ledger.
 """
 
 from __future__ import annotations
@@ -63,6 +64,23 @@ class UsageTotal(SQLModel, table=True):
 
     billing_period: str = Field(primary_key=True, max_length=7)
     usage_day: date = Field(primary_key=True)
+    app_id: str = Field(primary_key=True, max_length=64)
+    school_id: str = Field(primary_key=True, max_length=64)
+    meter: str = Field(primary_key=True, max_length=32)
+    plan_id: int = Field(primary_key=True)
+    status: str = Field(primary_key=True, max_length=16)
+    quantity: int = Field(default=0, sa_type=sa.BigInteger)
+    events: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class UsageMonthTotal(SQLModel, table=True):
+    """``UsageTotal`` rolled up to the month of use, kept in the same transactions: statements and the benefit
+    ranking read a month per app and school here instead of summing thirty days."""
+
+    __tablename__ = "usage_month_total"
+
+    billing_period: str = Field(primary_key=True, max_length=7)
+    usage_period: str = Field(primary_key=True, max_length=7)
     app_id: str = Field(primary_key=True, max_length=64)
     school_id: str = Field(primary_key=True, max_length=64)
     meter: str = Field(primary_key=True, max_length=32)

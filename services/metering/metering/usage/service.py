@@ -32,7 +32,7 @@ from kit.db import driver_placeholder, insert_rows
 from metering import periods
 from metering.projections.models import InstallationSpan, MeteredApp, PricePlan
 from metering.statements.models import BillingPeriod
-from metering.usage.models import UsageEvent, UsageTotal
+from metering.usage.models import UsageEvent, UsageMonthTotal, UsageTotal
 
 logger = logging.getLogger("metering.usage")
 
@@ -210,6 +210,7 @@ def reconcile(
 _LEDGER = UsageEvent.__table__
 _LEDGER_COLUMNS = [column.name for column in _LEDGER.c if column.name != "id"]
 _TOTALS = UsageTotal.__table__
+_MONTH_TOTALS = UsageMonthTotal.__table__
 # Keys looked up per query; well under every database's limit on bound parameters.
 _LOOKUP_CHUNK = 400
 
@@ -261,28 +262,41 @@ _TotalKey = tuple[str, date, str, str, str, int, str]
 
 
 def _add_to_totals(session: Session, deltas: dict[_TotalKey, tuple[int, int]]) -> None:
-    """Add (quantity, events) to the aggregates, creating rows as needed."""
+    """Add (quantity, events) to the daily and monthly aggregates, creating rows as needed."""
     if not deltas:
         return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    rows = [
+    daily = [
         {
             "billing_period": key[0], "usage_day": key[1], "app_id": key[2], "school_id": key[3], "meter": key[4],
             "plan_id": key[5], "status": key[6], "quantity": quantity, "events": events,
         }
         for key, (quantity, events) in sorted(deltas.items())
     ]  # fmt: skip
-    statement = insert(_TOTALS)
-    statement = statement.on_conflict_do_update(
-        index_elements=["billing_period", "usage_day", "app_id", "school_id", "meter", "plan_id", "status"],
-        set_={
-            "quantity": _TOTALS.c.quantity + statement.excluded.quantity,
-            "events": _TOTALS.c.events + statement.excluded.events,
-        },
-    )
+    monthly_deltas: dict[tuple[str, str, str, str, str, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for key, (quantity, events) in deltas.items():
+        month_key = (key[0], periods.period_of_day(key[1]), key[2], key[3], key[4], key[5], key[6])
+        monthly_deltas[month_key][0] += quantity
+        monthly_deltas[month_key][1] += events
+    monthly = [
+        {
+            "billing_period": key[0], "usage_period": key[1], "app_id": key[2], "school_id": key[3], "meter": key[4],
+            "plan_id": key[5], "status": key[6], "quantity": quantity, "events": events,
+        }
+        for key, (quantity, events) in sorted(monthly_deltas.items())
+    ]  # fmt: skip
     # Sorted keys: two transactions adding to the same rows lock them in the same order (no deadlock on PostgreSQL).
-    session.connection().execute(statement, rows)
+    for table, rows in ((_TOTALS, daily), (_MONTH_TOTALS, monthly)):
+        statement = insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=[column.name for column in table.primary_key.columns],
+            set_={
+                "quantity": table.c.quantity + statement.excluded.quantity,
+                "events": table.c.events + statement.excluded.events,
+            },
+        )
+        session.connection().execute(statement, rows)
 
 
 def _total_key(row: dict[str, object] | UsageEvent) -> _TotalKey:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 09:16:30.153743
+Create Date: 2026-11-25 09:34:43.829989
 """
 
 from collections.abc import Sequence
@@ -287,6 +287,18 @@ def upgrade() -> None:
         batch_op.create_index('ix_usage_event_launch', ['launch_id'], unique=False)
         batch_op.create_index('ix_usage_event_status_period', ['status', 'billing_period'], unique=False)
 
+    op.create_table('usage_month_total',
+    sa.Column('billing_period', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
+    sa.Column('usage_period', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
+    sa.Column('app_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('school_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('meter', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('plan_id', sa.Integer(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('quantity', sa.BigInteger(), nullable=False),
+    sa.Column('events', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('billing_period', 'usage_period', 'app_id', 'school_id', 'meter', 'plan_id', 'status', name=op.f('pk_usage_month_total'))
+    )
     op.create_table('usage_total',
     sa.Column('billing_period', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
     sa.Column('usage_day', sa.Date(), nullable=False),
@@ -323,6 +335,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_usage_total_day')
 
     op.drop_table('usage_total')
+    op.drop_table('usage_month_total')
     with op.batch_alter_table('usage_event', schema=None) as batch_op:
         batch_op.drop_index('ix_usage_event_status_period')
         batch_op.drop_index('ix_usage_event_launch')

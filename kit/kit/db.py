@@ -196,7 +196,7 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
     if placeholder is None:
         connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
         return
-    processors = [table.c[name].type.bind_processor(dialect) for name in columns]
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
     if any(processors):
         rows = [
             tuple(

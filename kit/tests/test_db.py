@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
 
 import pytest
 from sqlmodel import Field, SQLModel, select
 
-from kit.db import Database, after_commit
+from kit.db import Database, after_commit, insert_rows
 from kit.testing import database_with_tables
 
 
@@ -17,8 +20,38 @@ class Counter(SQLModel, table=True):
     value: int
 
 
+class Stamp(SQLModel, table=True):
+    __tablename__ = "kit_test_stamp"
+    id: int | None = Field(default=None, primary_key=True)
+    label: str
+    at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    day: date
+    note: str | None = None
+
+
 def make_database(url: str) -> Database:
-    return database_with_tables(url, Counter)
+    return database_with_tables(url, Counter, Stamp)
+
+
+def test_rows_inserted_through_the_driver_read_back_like_rows_the_orm_wrote(database_url: str) -> None:
+    database = make_database(database_url)
+    moment = datetime(2026, 10, 31, 16, 30, 5, 120, tzinfo=UTC)
+    with database.session() as session:
+        session.add(Stamp(label="orm", at=moment, day=date(2026, 11, 1)))
+        insert_rows(
+            session, Stamp.__table__, ("label", "at", "day", "note"),  # type: ignore[attr-defined]
+            [("driver", moment, date(2026, 11, 1), None), ("driver-2", moment, date(2026, 11, 1), "备注")],
+        )  # fmt: skip
+    with database.read_session() as session:
+        rows = {row.label: (row.at, row.day, row.note) for row in session.exec(select(Stamp))}
+        # Stored the same way, so comparisons in SQL treat both alike.
+        later = session.exec(select(Stamp.label).where(Stamp.at >= moment).order_by(Stamp.label)).all()
+    assert later == ["driver", "driver-2", "orm"]
+    for label in ("orm", "driver", "driver-2"):
+        at, day, _note = rows[label]
+        assert (at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)) == moment
+        assert day == date(2026, 11, 1)
+    assert rows["driver-2"][2] == "备注"
 
 
 def test_error_rolls_back_everything_and_skips_after_commit(database_url: str) -> None:

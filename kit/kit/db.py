@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine, MetaData, Table, create_engine, event, insert, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, SQLModel
 
@@ -211,3 +213,45 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
         f"VALUES ({', '.join([placeholder] * len(columns))})"
     )
     connection.exec_driver_sql(statement, list(rows))
+
+
+def add_to_counters(
+    session: Session, table: Table, keys: Sequence[str], counters: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Add to counter columns of rows found by their key, creating the rows that are missing (one executemany).
+
+    Each row gives the key columns' values, then the amounts to add to ``counters``. Callers sort rows by key, so
+    two transactions adding to the same rows lock them in the same order (no deadlock on PostgreSQL).
+    """
+    if not rows:
+        return
+    placeholder = driver_placeholder(session)
+    columns = [*keys, *counters]
+    if placeholder is None:
+        dialect_name = session.connection().dialect.name
+        upsert = postgresql_insert(table) if dialect_name == "postgresql" else sqlite_insert(table)
+        statement = upsert.on_conflict_do_update(
+            index_elements=list(keys), set_={name: table.c[name] + upsert.excluded[name] for name in counters}
+        )
+        session.connection().execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    dialect = session.connection().dialect
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+    if any(processors):
+        rows = [
+            tuple(
+                value if convert is None or value is None else convert(value)
+                for convert, value in zip(processors, row, strict=True)
+            )
+            for row in rows
+        ]
+    quote = dialect.identifier_preparer.quote
+    updates = ", ".join(
+        f"{quote(name)} = {quote(table.name)}.{quote(name)} + excluded.{quote(name)}" for name in counters
+    )
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)}) "  # noqa: S608 - names from the table
+        f"VALUES ({', '.join([placeholder] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(quote(name) for name in keys)}) DO UPDATE SET {updates}"
+    )
+    session.connection().exec_driver_sql(sql, list(rows))

@@ -34,7 +34,7 @@ from metering.benefit.models import HIGH_COST_PER_ACTIVE_USER, LOW_ACTIVE_RATE, 
 from metering.config import MeteringSettings
 from metering.projections.models import InstallationSpan, MeteredApp, PopulationMember, PricePlan
 from metering.statements.models import BillingPeriod
-from metering.usage.models import UsageEvent, UsageTotal
+from metering.usage.models import UsageEvent, UsageMonthTotal
 
 POPULATION_KINDS = ("student", "teacher")
 REASON_ORDER = (LOW_ACTIVE_RATE, HIGH_COST_PER_ACTIVE_USER)
@@ -105,17 +105,21 @@ def _plans_at_end(session: Session, period: str) -> dict[str, PricePlan]:
 
 
 def _amounts(session: Session, period: str, plans: dict[str, PricePlan]) -> dict[str, int]:
-    """What the period bills per app: per school, the priced quantity up to the school's monthly cap."""
+    """What the period bills per app: per school, the priced quantity up to the school's monthly cap (from the
+    aggregates by month of use: a row per app, school, month, meter and plan instead of a row per day)."""
     priced = sa.case(
-        (col(PricePlan.unit) == col(UsageTotal.meter), col(UsageTotal.quantity) * col(PricePlan.unit_price_fen)),
+        (
+            col(PricePlan.unit) == col(UsageMonthTotal.meter),
+            col(UsageMonthTotal.quantity) * col(PricePlan.unit_price_fen),
+        ),
         else_=0,
     )
     rows = session.execute(
-        select(UsageTotal.app_id, UsageTotal.school_id, sa.func.sum(priced))
-        .select_from(UsageTotal)
-        .outerjoin(PricePlan, col(PricePlan.id) == col(UsageTotal.plan_id))
-        .where(UsageTotal.billing_period == period, UsageTotal.status == "billable")
-        .group_by(col(UsageTotal.app_id), col(UsageTotal.school_id))
+        select(UsageMonthTotal.app_id, UsageMonthTotal.school_id, sa.func.sum(priced))
+        .select_from(UsageMonthTotal)
+        .outerjoin(PricePlan, col(PricePlan.id) == col(UsageMonthTotal.plan_id))
+        .where(UsageMonthTotal.billing_period == period, UsageMonthTotal.status == "billable")
+        .group_by(col(UsageMonthTotal.app_id), col(UsageMonthTotal.school_id))
     ).all()
     amounts: dict[str, int] = defaultdict(int)
     for app_id, _school_id, gross in rows:

@@ -1,8 +1,8 @@
 """Vendors' monthly statements: computing their lines, closing periods, disputes, adjustments and approval.
 
-Lines come from the usage aggregates (``UsageTotal``), never the ledger: billable usage billed in the period, on
-the meter its price plan charges by (``PricePlan.unit``), at the unit price of the plan that was in force when it
-was used. One line per app, school, meter, month of use and plan.
+Lines come from the usage aggregates by month of use (``UsageMonthTotal``), never the ledger: billable usage billed
+in the period, on the meter its price plan charges by (``PricePlan.unit``), at the unit price of the plan that was
+in force when it was used. One line per app, school, meter, month of use and plan.
 
 Rounding and caps (stated here and in the API docs):
 
@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from contracts.events.metering import PeriodClosedV1, StatementApprovedV1, StatementIssuedV1
+from kit.db import insert_rows
 from kit.outbox import PendingEvent, emit, emit_many
 from metering import periods
 from metering.benefit.service import rank_period
@@ -54,11 +57,13 @@ from metering.statements.models import (
     StatementDispute,
     StatementLine,
 )
-from metering.usage.models import UsageTotal
+from metering.usage.models import UsageMonthTotal
 
-#: Taken exclusively while a period closes; usage recording may take it shared before it reads which periods are
-#: closed, so no usage is billed into a period whose statements are being written (PostgreSQL only).
-LINE_INSERT_CHUNK = 20_000
+#: The columns of a stored line, in the order ``issue_statements`` builds them.
+LINE_COLUMNS = (
+    "statement_id", "app_id", "school_id", "district_id", "meter", "usage_period", "plan_id", "unit_price_fen",
+    "quantity", "gross_fen", "cap_fen", "cap_reduction_fen", "amount_fen", "adjustment_fen", "final_fen",
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -160,67 +165,90 @@ def caps_at_period_end(session: Session, *, period: str, app_ids: Iterable[str] 
     return caps
 
 
-def school_districts(session: Session) -> dict[str, str | None]:
-    """Every school's district, in one query."""
-    rows = session.exec(
-        select(MeteredOrganisation.org_id, MeteredOrganisation.district_id).where(MeteredOrganisation.kind == "school")
-    ).all()
-    return {org_id: district_id for org_id, district_id in rows}
+#: A priced line: app, vendor, school, district, meter, month of use, plan, unit price, quantity, gross, the cap
+#: (None: not capped) and the cap's reduction, in fen.
+PricedLine = tuple[str, str, str, str | None, str, str, int, int, int, int, int | None, int]
+#: A line as stored, in ``LINE_COLUMNS`` order.
+LineRow = tuple[str, str, str, str | None, str, str, int, int, int, int, int | None, int, int, int, int]
 
 
-def _usage_period_of(session: Session) -> Any:
-    day = UsageTotal.__table__.c.usage_day
+def _month_rows_query(session: Session, *, period: str, vendor_id: str | None) -> Any:
+    """The period's billable monthly aggregates on the meter their plan charges by, with price, vendor and district,
+    in line order (vendor, app, school, meter, month of use, plan). One row per line: the table's key is the line's."""
+    month_table = UsageMonthTotal.__table__
+    plan_table = PricePlan.__table__
+    app_table = MeteredApp.__table__
+    org_table = MeteredOrganisation.__table__
+    month, plan, app, org = month_table.c, plan_table.c, app_table.c, org_table.c
+    order: list[Any] = [app.vendor_id, month.app_id, month.school_id, month.meter, month.usage_period]
     if session.get_bind().dialect.name == "postgresql":
-        return sa.func.to_char(day, sa.literal_column("'YYYY-MM'"))
-    return sa.func.substr(day, 1, 7)  # SQLite keeps dates as ISO text
+        order = [sa.collate(column, "C") for column in order]  # code point order, as Python sorts and SQLite does
+    query = (
+        sa.select(
+            month.app_id, app.vendor_id, month.school_id, org.district_id, month.meter, month.usage_period,
+            month.plan_id, plan.unit_price_fen, month.quantity,
+        )
+        .select_from(month_table)
+        .join(plan_table, sa.and_(plan.id == month.plan_id, plan.unit == month.meter))
+        .join(app_table, app.app_id == month.app_id)
+        .outerjoin(org_table, sa.and_(org.org_id == month.school_id, org.kind == "school"))
+        .where(month.billing_period == period, month.status == "billable", month.quantity != 0)
+        .order_by(*order, month.plan_id)
+    )  # fmt: skip
+    if vendor_id is not None:
+        query = query.where(app.vendor_id == vendor_id)
+    return query
+
+
+def priced_lines(session: Session, *, period: str, vendor_id: str | None = None) -> Iterator[PricedLine]:
+    """The period's statement lines, in line order, from the monthly aggregates (one query); nothing stored.
+
+    Billable usage billed in ``period`` on the meter its plan charges by, priced by the row's plan; one line per
+    app, school, meter, month of use and plan; capped per app+school (see the module's docstring).
+    """
+    caps = caps_at_period_end(session, period=period)
+    rows = session.execute(_month_rows_query(session, period=period, vendor_id=vendor_id))
+    for (app_id, _school_id), pair in groupby(rows, key=itemgetter(0, 2)):
+        cap = caps.get(app_id)
+        if cap is None:
+            for app, vendor, school, district, meter, month, plan_id, price, quantity in pair:
+                yield app, vendor, school, district, meter, month, plan_id, price, quantity, quantity * price, None, 0
+            continue
+        group = list(pair)
+        own_month = [row[7] * row[8] for row in group if row[5] == period]
+        shares = iter(split_reduction(sum(own_month) - cap, own_month))
+        for app, vendor, school, district, meter, month, plan_id, price, quantity in group:
+            own = month == period
+            yield (app, vendor, school, district, meter, month, plan_id, price, quantity, quantity * price,
+                   cap if own else None, next(shares) if own else 0)  # fmt: skip
 
 
 def compute_statement_lines(
     session: Session, *, period: str, vendor_id: str | None = None
 ) -> dict[str, list[LineDraft]]:
-    """The period's statement lines per vendor, computed from the aggregates (one grouped query); nothing stored.
-
-    Billable usage billed in ``period`` on the meter its plan charges by, priced by the row's plan; grouped per
-    app, school, meter, month of use and plan; capped per app+school (see the module's docstring).
-    """
-    total_table = UsageTotal.__table__
-    plan_table = PricePlan.__table__
-    app_table = MeteredApp.__table__
-    total, plan, app = total_table.c, plan_table.c, app_table.c
-    usage_period = _usage_period_of(session).label("usage_period")
-    query = (
-        sa.select(
-            total.app_id, app.vendor_id, total.school_id, total.meter, usage_period, total.plan_id,
-            plan.unit_price_fen, sa.func.sum(total.quantity).label("quantity"),
-        )
-        .join(plan_table, sa.and_(plan.id == total.plan_id, plan.unit == total.meter))
-        .join(app_table, app.app_id == total.app_id)
-        .where(total.billing_period == period, total.status == "billable")
-        .group_by(total.app_id, app.vendor_id, total.school_id, total.meter, usage_period, total.plan_id,
-                  plan.unit_price_fen)
-    )  # fmt: skip
-    if vendor_id is not None:
-        query = query.where(app.vendor_id == vendor_id)
-    lines: list[LineDraft] = []
-    for app_id, vendor, school_id, meter, month, plan_id, price, quantity in session.execute(query):
-        if not quantity:
-            continue
-        lines.append(
+    """The period's statement lines per vendor (see ``priced_lines``); nothing stored."""
+    by_vendor: dict[str, list[LineDraft]] = defaultdict(list)
+    for (
+        app_id,
+        vendor,
+        school_id,
+        district_id,
+        meter,
+        month,
+        plan_id,
+        price,
+        quantity,
+        gross,
+        cap,
+        reduction,
+    ) in priced_lines(session, period=period, vendor_id=vendor_id):
+        by_vendor[vendor].append(
             LineDraft(
                 app_id=app_id, vendor_id=vendor, school_id=school_id, meter=meter, usage_period=month,
-                plan_id=plan_id, unit_price_fen=price, quantity=int(quantity), gross_fen=int(quantity) * price,
+                plan_id=plan_id, unit_price_fen=price, quantity=quantity, gross_fen=gross, district_id=district_id,
+                cap_fen=cap, cap_reduction_fen=reduction,
             )
         )  # fmt: skip
-    if not lines:
-        return {}
-    lines.sort(key=lambda line: (line.app_id, line.school_id, line.meter, line.usage_period, line.plan_id))
-    apps = {line.app_id for line in lines}
-    apply_caps(lines, period=period, caps=caps_at_period_end(session, period=period, app_ids=apps))
-    districts = school_districts(session)
-    by_vendor: dict[str, list[LineDraft]] = defaultdict(list)
-    for line in lines:
-        line.district_id = districts.get(line.school_id)
-        by_vendor[line.vendor_id].append(line)
     return dict(by_vendor)
 
 
@@ -254,6 +282,41 @@ def closed_period_rows(session: Session) -> list[BillingPeriod]:
     return list(session.exec(select(BillingPeriod).order_by(col(BillingPeriod.period).desc())))
 
 
+def issue_statements(session: Session, *, period: str, now: datetime) -> int:
+    """Compute the period's lines and store one issued statement per vendor with usage billed in it, with their
+    ``StatementIssuedV1`` events; returns how many. The lines go in by the driver's executemany, in line order."""
+    statement_rows: list[dict[str, object]] = []
+    events: list[PendingEvent] = []
+    line_rows: list[LineRow] = []
+    for vendor_id, lines in groupby(priced_lines(session, period=period), key=itemgetter(1)):
+        statement_id = str(uuid.uuid4())
+        first = len(line_rows)
+        line_rows.extend(
+            (statement_id, app, school, district, meter, month, plan_id, price, quantity, gross, cap, reduction,
+             gross - reduction, 0, gross - reduction)
+            for app, _vendor, school, district, meter, month, plan_id, price, quantity, gross, cap, reduction in lines
+        )  # fmt: skip
+        mine = line_rows[first:]
+        gross_fen = sum(row[9] for row in mine)
+        cap_reduction_fen = sum(row[11] for row in mine)
+        total_fen = gross_fen - cap_reduction_fen
+        statement_rows.append({
+            "id": statement_id, "vendor_id": vendor_id, "period": period, "state": "issued", "issued_at": now,
+            "approved_at": None, "approved_by": None, "approval_note": None, "gross_fen": gross_fen,
+            "cap_reduction_fen": cap_reduction_fen, "adjustment_fen": 0, "total_fen": total_fen, "lines": len(mine),
+        })  # fmt: skip
+        events.append(PendingEvent(
+            StatementIssuedV1(statement_id=statement_id, vendor_id=vendor_id, period=period, total_fen=total_fen,
+                              issued_at=now),
+            subject_id=statement_id,
+        ))  # fmt: skip
+    if statement_rows:
+        session.execute(sa.insert(Statement.__table__), statement_rows)
+    insert_rows(session, StatementLine.__table__, LINE_COLUMNS, line_rows)
+    emit_many(session, events)
+    return len(statement_rows)
+
+
 def close_period(
     session: Session, *, period: str, settings: MeteringSettings, now: datetime, closed_by: str | None = None
 ) -> BillingPeriod:
@@ -268,44 +331,9 @@ def close_period(
     record = BillingPeriod(period=period, state="closed", closed_at=now, closed_by=closed_by, statements=0)
     session.add(record)
     session.flush()
-    by_vendor = compute_statement_lines(session, period=period)
-    statement_rows: list[dict[str, object]] = []
-    events: list[PendingEvent] = []
-    line_rows: list[dict[str, object]] = []
-    for vendor_id in sorted(by_vendor):
-        lines = by_vendor[vendor_id]
-        statement_id = str(uuid.uuid4())
-        totals = figures_of(lines).totals
-        statement_rows.append({
-            "id": statement_id, "vendor_id": vendor_id, "period": period, "state": "issued", "issued_at": now,
-            "approved_at": None, "approved_by": None, "approval_note": None, "gross_fen": totals.gross_fen,
-            "cap_reduction_fen": totals.cap_reduction_fen, "adjustment_fen": 0, "total_fen": totals.total_fen,
-            "lines": totals.lines,
-        })  # fmt: skip
-        events.append(PendingEvent(
-            StatementIssuedV1(statement_id=statement_id, vendor_id=vendor_id, period=period,
-                              total_fen=totals.total_fen, issued_at=now),
-            subject_id=statement_id,
-        ))  # fmt: skip
-        line_rows.extend(
-            {
-                "statement_id": statement_id, "app_id": line.app_id, "school_id": line.school_id,
-                "district_id": line.district_id, "meter": line.meter, "usage_period": line.usage_period,
-                "plan_id": line.plan_id, "unit_price_fen": line.unit_price_fen, "quantity": line.quantity,
-                "gross_fen": line.gross_fen, "cap_fen": line.cap_fen, "cap_reduction_fen": line.cap_reduction_fen,
-                "amount_fen": line.amount_fen, "adjustment_fen": 0, "final_fen": line.amount_fen,
-            }
-            for line in lines
-        )  # fmt: skip
-    if statement_rows:
-        session.execute(sa.insert(Statement.__table__), statement_rows)
-    for start in range(0, len(line_rows), LINE_INSERT_CHUNK):
-        session.execute(sa.insert(StatementLine.__table__), line_rows[start : start + LINE_INSERT_CHUNK])
-    record.statements = len(statement_rows)
+    record.statements = issue_statements(session, period=period, now=now)
     session.add(record)
-    events.append(PendingEvent(PeriodClosedV1(period=period, closed_at=now, statements=len(statement_rows)),
-                               subject_id=period))  # fmt: skip
-    emit_many(session, events)
+    emit(session, PeriodClosedV1(period=period, closed_at=now, statements=record.statements), subject_id=period)
     session.flush()
     rank_period(session, period=period, settings=settings, now=now)
     return record

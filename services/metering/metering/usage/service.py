@@ -18,6 +18,7 @@ the vendor's report of it matches it, and the city decides what stays held.
 from __future__ import annotations
 
 import logging
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from kit.db import driver_placeholder, insert_rows
+from kit.db import add_to_counters, driver_placeholder, insert_rows
 from metering import periods
 from metering.projections.models import InstallationSpan, MeteredApp, PricePlan
 from metering.statements.models import BillingPeriod
@@ -209,6 +209,8 @@ def reconcile(
 
 _LEDGER = UsageEvent.__table__
 _LEDGER_COLUMNS = [column.name for column in _LEDGER.c if column.name != "id"]
+# Every ledger row dict carries every column, so one C-level getter turns it into the driver's tuple.
+_ledger_values = operator.itemgetter(*_LEDGER_COLUMNS)
 _TOTALS = UsageTotal.__table__
 _MONTH_TOTALS = UsageMonthTotal.__table__
 # Keys looked up per query; well under every database's limit on bound parameters.
@@ -254,7 +256,7 @@ def _insert_new(session: Session, rows: list[dict[str, object]]) -> set[tuple[st
     keys = [(str(row["source"]), str(row["source_event_id"])) for row in rows]
     existing = _existing_keys(session, keys)
     fresh = [row for row, key in zip(rows, keys, strict=True) if key not in existing]
-    insert_rows(session, _LEDGER, _LEDGER_COLUMNS, [tuple(row.get(name) for name in _LEDGER_COLUMNS) for row in fresh])
+    insert_rows(session, _LEDGER, _LEDGER_COLUMNS, [_ledger_values(row) for row in fresh])
     return {key for key in keys if key not in existing}
 
 
@@ -265,8 +267,6 @@ def _add_to_totals(session: Session, deltas: dict[_TotalKey, tuple[int, int]]) -
     """Add (quantity, events) to the daily and monthly aggregates, creating rows as needed."""
     if not deltas:
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     daily = [
         {
             "billing_period": key[0], "usage_day": key[1], "app_id": key[2], "school_id": key[3], "meter": key[4],
@@ -286,17 +286,13 @@ def _add_to_totals(session: Session, deltas: dict[_TotalKey, tuple[int, int]]) -
         }
         for key, (quantity, events) in sorted(monthly_deltas.items())
     ]  # fmt: skip
-    # Sorted keys: two transactions adding to the same rows lock them in the same order (no deadlock on PostgreSQL).
     for table, rows in ((_TOTALS, daily), (_MONTH_TOTALS, monthly)):
-        statement = insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=[column.name for column in table.primary_key.columns],
-            set_={
-                "quantity": table.c.quantity + statement.excluded.quantity,
-                "events": table.c.events + statement.excluded.events,
-            },
-        )
-        session.connection().execute(statement, rows)
+        keys = [column.name for column in table.primary_key.columns]
+        add_to_counters(session, table, keys, ("quantity", "events"), [_row_values(row, keys) for row in rows])
+
+
+def _row_values(row: dict[str, object], keys: list[str]) -> tuple[object, ...]:
+    return (*(row[name] for name in keys), row["quantity"], row["events"])
 
 
 def _total_key(row: dict[str, object] | UsageEvent) -> _TotalKey:
@@ -333,7 +329,7 @@ def record_usage(
             "launch_id": item.launch_id, "occurred_at": occurred_at, "usage_day": periods.local_day(occurred_at),
             "usage_period": usage_period, "billing_period": billing_period_for(usage_period, context.closed),
             "plan_id": plan.id if plan and plan.id else 0, "status": status, "reason": reason,
-            "received_at": received_at,
+            "received_at": received_at, "decided_by": None, "decided_at": None, "decision_reason": None,
         })  # fmt: skip
     # One row per key even if the batch repeats an event: the first one stands.
     unique: dict[tuple[str, str], dict[str, object]] = {}

@@ -47,12 +47,13 @@ class Settings:
     # The webhook secrets (``whsec_…``) shown to the vendor, one per app (and two during a rotation).
     webhook_secrets: tuple[str, ...] = ()
 
-    # Usage reporting: off until the metering service (issue 7) exists.
+    # Usage reporting to the platform's metering (POST /api/metering/usage-reports); `make run` turns it on.
     metering_enabled: bool = False
     metering_url: str = ""
     metering_client_id: str = ""
     metering_client_secret: str = ""
-    reported_unit: str = "homework_marked"
+    # The unit's Chinese name in the app's price plan (reported_unit_name), sent for metering to check; empty: omitted.
+    reported_unit: str = ""
 
     # Whether cookies need Secure / SameSite=None (the app behind https, launched from another site).
     secure_cookies: bool = False

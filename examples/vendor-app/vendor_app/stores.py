@@ -103,6 +103,8 @@ class LaunchTally:
     open_report_id: str | None = None
     open_report_quantity: int = 0
     report_ids: list[str] = field(default_factory=list)
+    # Why metering rejected the open report the last time it was sent (shown on the tally page).
+    last_problem: str | None = None
 
 
 class UsageTally:

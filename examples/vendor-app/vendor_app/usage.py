@@ -1,9 +1,12 @@
 """Usage units (e.g. homework marked) counted per launch, and their report to the platform's metering.
 
-The metering service (issue 7) takes vendor-reported units as a batch of CloudEvents, each with the vendor's
-own idempotency id (the CloudEvents ``id``), the launch it belongs to, the school, the quantity and the time.
-Until metering exists reporting is off (``VENDOR_APP_METERING_ENABLED=false``): the app only keeps the tally.
-A report that fails is sent again with the same ids, so the platform never counts a unit twice.
+The app reports its units to ``POST <platform>/api/metering/usage-reports`` with its own client-credentials token
+(scope ``metering.report``): a batch of CloudEvents (``application/cloudevents-batch+json``), one per launch, each
+with the vendor's own idempotency id (the CloudEvents ``id``), the launch it belongs to, the school, the quantity
+and the time. Metering answers per event: accepted, held for the city's review or a duplicate of an earlier
+report (all three counted, once), or rejected with a problem pointing into the event (not counted).
+A report that fails, or an event that is rejected, stays open and is sent again with the same id, so the platform
+never counts a unit twice. Reporting is on with ``VENDOR_APP_METERING_ENABLED=true``.
 """
 
 from __future__ import annotations
@@ -25,13 +28,20 @@ router = APIRouter(prefix="/usage", tags=["Usage"])
 
 USAGE_EVENT_TYPE = "edu.metering.unit.reported.v1"
 CLOUDEVENTS_BATCH = "application/cloudevents-batch+json"
+#: Outcomes of an event metering counted (held units are paid after the city's review): the report is done.
+COUNTED_OUTCOMES = ("accepted", "held", "duplicate")
 
 
 def build_batch(tallies: list[LaunchTally], *, client_id: str, unit: str, now: datetime) -> list[dict[str, Any]]:
-    """The CloudEvents batch of the tallies' open reports: one event per launch, its id the idempotency id."""
+    """The CloudEvents batch of the tallies' open reports: one event per launch, its id the idempotency id.
+
+    ``unit``, when given, must be the unit's Chinese name in the app's price plan (metering checks it); empty: left
+    out, the plan's unit applies."""
     events = []
     for tally in tallies:
-        data: dict[str, Any] = {"school_id": tally.school_id, "quantity": tally.open_report_quantity, "unit": unit}
+        data: dict[str, Any] = {"school_id": tally.school_id, "quantity": tally.open_report_quantity}
+        if unit:
+            data["unit"] = unit
         if tally.platform_launch:
             data["launch_id"] = tally.launch_id
         events.append({
@@ -57,7 +67,7 @@ async def report_usage(context: AppContext) -> str:
     """Send the open reports to metering when reporting is on; returns what happened, for the page."""
     settings = context.settings
     if not settings.metering_enabled:
-        return "计量上报尚未开启（平台计量服务上线后设置 VENDOR_APP_METERING_ENABLED=true）。"
+        return "计量上报未开启（设置 VENDOR_APP_METERING_ENABLED=true 即可向平台上报）。"
     pending = open_reports(context.usage)
     if not pending:
         return "没有待上报的计量。"
@@ -78,13 +88,46 @@ async def report_usage(context: AppContext) -> str:
         except (httpx.HTTPError, KeyError, ValueError) as error:
             return f"上报失败，稍后将以相同编号重试：{error}"
     if answer.status_code >= 300:
-        return f"上报失败（HTTP {answer.status_code}），稍后将以相同编号重试。"
-    total = sum(tally.open_report_quantity for tally in pending)
-    for tally in pending:
-        tally.reported_units += tally.open_report_quantity
-        tally.report_ids.append(str(tally.open_report_id))
-        tally.open_report_id, tally.open_report_quantity = None, 0
-    return f"已上报 {total} 个计量单位。"
+        return f"上报失败（HTTP {answer.status_code}{_problem_detail(answer)}），稍后将以相同编号重试。"
+    try:
+        results = answer.json()["results"]
+        outcomes = {int(result["index"]): result for result in results}
+    except (ValueError, KeyError, TypeError):
+        return "上报结果无法解析，稍后将以相同编号重试。"
+    return _apply_outcomes(pending, outcomes)
+
+
+def _problem_detail(answer: httpx.Response) -> str:
+    try:
+        detail = answer.json().get("detail")
+    except ValueError:
+        return ""
+    return f"：{detail}" if isinstance(detail, str) and detail else ""
+
+
+def _apply_outcomes(pending: list[LaunchTally], outcomes: dict[int, dict[str, Any]]) -> str:
+    """Close the reports metering counted (accepted, held or duplicate); keep rejected ones open, with the reason."""
+    counted, held, problems = 0, 0, []
+    for index, tally in enumerate(pending):
+        result = outcomes.get(index, {})
+        outcome = result.get("outcome")
+        if outcome in COUNTED_OUTCOMES:
+            counted += tally.open_report_quantity
+            held += tally.open_report_quantity if outcome == "held" else 0
+            tally.reported_units += tally.open_report_quantity
+            tally.report_ids.append(str(tally.open_report_id))
+            tally.open_report_id, tally.open_report_quantity = None, 0
+            tally.last_problem = None
+        else:
+            problem = result.get("problem") or {}
+            tally.last_problem = str(problem.get("detail") or problem.get("title") or "平台未给出此事件的结果")
+            problems.append(f"启动 {tally.launch_id}：{tally.last_problem}")
+    message = f"已上报 {counted} 个计量单位"
+    if held:
+        message += f"（其中 {held} 个待市级审核后结算）"
+    if problems:
+        message += f"；{len(problems)} 条被拒绝，修正后将以相同编号重试：" + "；".join(problems)
+    return message + "。"
 
 
 @router.post("/mark", summary="Count one unit of work (one homework marked) in a launch")
@@ -103,15 +146,16 @@ async def tally_page(request: Request) -> HTMLResponse:
     context = context_of(request)
     rows = [
         (tally.launch_id, tally.school_id, tally.started_at.strftime("%Y-%m-%d %H:%M"), tally.units,
-         tally.reported_units)
+         tally.reported_units, tally.last_problem or "")
         for tally in context.usage.all()
     ]  # fmt: skip
-    state = "已开启" if context.settings.metering_enabled else "未开启（等待平台计量服务上线）"
+    unit = context.settings.reported_unit or "按平台价格方案"
+    state = "已开启" if context.settings.metering_enabled else "未开启（VENDOR_APP_METERING_ENABLED=true 开启）"
     return HTMLResponse(
         pages.page(
             "示例应用 · 使用计量",
-            pages.paragraph(f"计量单位：{context.settings.reported_unit}；向平台上报：{state}"),
-            pages.table(["启动编号", "学校", "开始时间", "已计量", "已上报"], rows),
+            pages.paragraph(f"计量单位：{unit}；向平台上报：{state}"),
+            pages.table(["启动编号", "学校", "开始时间", "已计量", "已上报", "上次被拒原因"], rows),
             pages.form_button("/usage/report", "立即上报"),
         )
     )

@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, date, datetime
 
-import sqlalchemy as sa
-
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel, select
 
 from kit.db import Database, after_commit, insert_rows

@@ -19,7 +19,7 @@ from kit.errors import Conflict, NotFound
 from metering.deps import Caller, Reach
 from metering.usage import service
 from metering.usage.models import UsageEvent
-from metering.usage.service import change_status
+from metering.usage.service import NOT_BILLABLE, change_status
 
 #: The statuses this list shows: not paid now, but perhaps later (an installation or a launch that arrives late,
 #: or the city's decision).
@@ -127,7 +127,7 @@ def list_held(
     limit: int = 100,
 ) -> tuple[list[UsageEvent], int | None]:
     """Usage not paid automatically, within the reader's reach, oldest first, after ``cursor``; and the next cursor."""
-    query = select(UsageEvent).where(col(UsageEvent.status).in_(statuses), col(UsageEvent.id) > cursor)
+    query = select(UsageEvent).where(NOT_BILLABLE, col(UsageEvent.status).in_(statuses), col(UsageEvent.id) > cursor)
     if not reach.every_school:
         query = query.where(
             or_(

@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 _TZ = sa.DateTime(timezone=True)
+_VENDOR_ROWS = sa.text("source = 'vendor'")
+_NOT_BILLABLE = sa.text("status <> 'billable'")
 
 #: source of an event: the gateway's API-call records, the app store's launches, vendors' reports, classroom minutes,
 #: and rows metering derives itself (a monthly active user).
@@ -29,9 +31,19 @@ class UsageEvent(SQLModel, table=True):
     __tablename__ = "usage_event"
     __table_args__ = (
         sa.UniqueConstraint("source", "source_event_id", name="uq_usage_event_source_id"),
-        sa.Index("ix_usage_event_launch", "launch_id"),
-        sa.Index("ix_usage_event_app_status", "app_id", "status"),
-        sa.Index("ix_usage_event_status_period", "status", "billing_period"),
+        # Partial indexes: nearly every row is billable and not a vendor's report, and ingest pays for every index
+        # a row enters; these hold only the rows the reconciliation and review queries look for.
+        sa.Index("ix_usage_event_launch", "launch_id", sqlite_where=_VENDOR_ROWS, postgresql_where=_VENDOR_ROWS),
+        sa.Index(
+            "ix_usage_event_app_status", "app_id", "status", sqlite_where=_NOT_BILLABLE, postgresql_where=_NOT_BILLABLE
+        ),
+        sa.Index(
+            "ix_usage_event_status_period",
+            "status",
+            "billing_period",
+            sqlite_where=_NOT_BILLABLE,
+            postgresql_where=_NOT_BILLABLE,
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -207,6 +207,8 @@ def reconcile(
     return "billable", None
 
 
+#: The condition of the ledger's partial indexes, written exactly as they are, for queries over non-billable rows.
+NOT_BILLABLE = sa.text("status <> 'billable'")
 _LEDGER = UsageEvent.__table__
 _LEDGER_COLUMNS = [column.name for column in _LEDGER.c if column.name != "id"]
 # Every ledger row dict carries every column, so one C-level getter turns it into the driver's tuple.
@@ -438,6 +440,7 @@ def reconsider_app(session: Session, app_id: str, *, max_reported_units_per_laun
         session.exec(
             select(UsageEvent).where(
                 UsageEvent.app_id == app_id,
+                NOT_BILLABLE,  # the partial index's own condition, so the planner uses it
                 col(UsageEvent.status).in_(("unknown", "not_installed")),
                 col(UsageEvent.reason).in_((REASON_UNKNOWN_APP, REASON_NO_PLAN, REASON_NOT_INSTALLED)),
                 UsageEvent.source != "derived",

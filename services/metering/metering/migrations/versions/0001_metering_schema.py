@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 09:34:43.829989
+Create Date: 2026-11-25 09:44:27.827505
 """
 
 from collections.abc import Sequence
@@ -283,9 +283,9 @@ def upgrade() -> None:
     sa.UniqueConstraint('source', 'source_event_id', name='uq_usage_event_source_id')
     )
     with op.batch_alter_table('usage_event', schema=None) as batch_op:
-        batch_op.create_index('ix_usage_event_app_status', ['app_id', 'status'], unique=False)
-        batch_op.create_index('ix_usage_event_launch', ['launch_id'], unique=False)
-        batch_op.create_index('ix_usage_event_status_period', ['status', 'billing_period'], unique=False)
+        batch_op.create_index('ix_usage_event_app_status', ['app_id', 'status'], unique=False, sqlite_where=sa.text("status <> 'billable'"), postgresql_where=sa.text("status <> 'billable'"))
+        batch_op.create_index('ix_usage_event_launch', ['launch_id'], unique=False, sqlite_where=sa.text("source = 'vendor'"), postgresql_where=sa.text("source = 'vendor'"))
+        batch_op.create_index('ix_usage_event_status_period', ['status', 'billing_period'], unique=False, sqlite_where=sa.text("status <> 'billable'"), postgresql_where=sa.text("status <> 'billable'"))
 
     op.create_table('usage_month_total',
     sa.Column('billing_period', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
@@ -337,9 +337,9 @@ def downgrade() -> None:
     op.drop_table('usage_total')
     op.drop_table('usage_month_total')
     with op.batch_alter_table('usage_event', schema=None) as batch_op:
-        batch_op.drop_index('ix_usage_event_status_period')
-        batch_op.drop_index('ix_usage_event_launch')
-        batch_op.drop_index('ix_usage_event_app_status')
+        batch_op.drop_index('ix_usage_event_status_period', sqlite_where=sa.text("status <> 'billable'"), postgresql_where=sa.text("status <> 'billable'"))
+        batch_op.drop_index('ix_usage_event_launch', sqlite_where=sa.text("source = 'vendor'"), postgresql_where=sa.text("source = 'vendor'"))
+        batch_op.drop_index('ix_usage_event_app_status', sqlite_where=sa.text("status <> 'billable'"), postgresql_where=sa.text("status <> 'billable'"))
 
     op.drop_table('usage_event')
     with op.batch_alter_table('statement_line', schema=None) as batch_op:

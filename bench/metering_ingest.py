@@ -64,6 +64,7 @@ from machine import load_average
 from contracts.events import StreamSpec
 from contracts.events.appstore import AppLaunchedV1, AppPublishedV1, InstallationGrantedV1, VendorRegisteredV1
 from contracts.events.base import EventPayload
+from contracts.events.gateway import ApiCallRecord, ApiUsageRecordedV1
 from contracts.manifest import PricingUnit
 from kit.db import Database, normalise_url
 from kit.messaging import NatsLink
@@ -179,15 +180,42 @@ class Workload:
     resent_new_id: int
 
 
-def launch_workload(city: City, events: int, resend_share: float, seed: int, tag: str) -> Workload:
-    """``events`` distinct launches; ``resend_share`` of them sent again a little later (half same envelope id)."""
+def launch_workload(
+    city: City, events: int, resend_share: float, seed: int, tag: str, *, api_share: float = 0.0,
+    records_per_batch: int = 100,
+) -> Workload:  # fmt: skip
+    """``events`` distinct usage events: launches (one message each) and, for ``api_share`` of them, API-call records
+    in the gateway's batches of ``records_per_batch``; ``resend_share`` of them sent again a little later (launches:
+    half with the same envelope id; records: inside a later batch with a new batch id)."""
     rng = random.Random(seed)
     expected = Expected()
     later: dict[int, list[Message]] = {}
     messages: list[Message] = []
     sample: dict[int, str] = {}
     same = new = 0
+    records: list[ApiCallRecord] = []
+    resent_records: list[ApiCallRecord] = []
+
+    def flush_records(pending: list[ApiCallRecord]) -> None:
+        if pending:
+            batch_id = str(uuid.uuid4())
+            payload = ApiUsageRecordedV1(batch_id=batch_id, records=list(pending))
+            messages.append(encode(payload, event_id=batch_id))
+            pending.clear()
+
     for index in range(events):
+        if rng.random() < api_share:
+            record = make_api_call(city, rng, f"call-{tag}-{index:09d}", expected)
+            records.append(record)
+            if rng.random() < resend_share:
+                resent_records.append(record)
+            if len(records) >= records_per_batch:
+                flush_records(records)
+            if len(resent_records) >= records_per_batch:
+                flush_records(resent_records)
+                new += records_per_batch
+            messages.extend(later.pop(index, ()))
+            continue
         launch_id = f"launch-{tag}-{index:09d}"
         payload = make_launch(city, rng, launch_id, expected)
         message = encode(payload, org_id=payload.school_id)
@@ -202,7 +230,22 @@ def launch_workload(city: City, events: int, resend_share: float, seed: int, tag
                 resend, new = encode(payload, org_id=payload.school_id), new + 1  # the fact emitted twice
             later.setdefault(min(at, events - 1), []).append(resend)
         messages.extend(later.pop(index, ()))
+    flush_records(records)
+    flush_records(resent_records)
+    for pending in later.values():
+        messages.extend(pending)
     return Workload(messages, sample, expected, same, new)
+
+
+def make_api_call(city: City, rng: random.Random, record_id: str, expected: Expected) -> ApiCallRecord:
+    app, school = rng.randrange(city.apps), rng.randrange(city.schools)
+    expected.api_calls.add(record_id)
+    return ApiCallRecord(
+        id=record_id, client_id=f"client-{app:04d}", app_id=city.app_id(app), school_id=city.school_id(school),
+        service="enrollment", route="/api/enrollment/ims/oneroster/rostering/v1p2/classes", method="GET", status=200,
+        latency_ms=12.5, request_bytes=0, response_bytes=2048, at=city.now - timedelta(seconds=rng.uniform(0, 3600)),
+        request_id=str(uuid.uuid4()),
+    )  # fmt: skip
 
 
 # --- NATS ---------------------------------------------------------------------------------------
@@ -281,6 +324,8 @@ class MeteringService:
         }
         if batch_size is not None:
             self.env["METERING_INGEST_BATCH_SIZE"] = str(batch_size)
+            if batch_size == 1:  # the baseline: one message per transaction on both streams
+                self.env["METERING_GATEWAY_BATCH_MESSAGES"] = "1"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -344,6 +389,8 @@ class Ledger:
 
     def __init__(self, url: str) -> None:
         self.database = Database(normalise_url(url))
+        # Reads never take SQLite's write lock (kit.db begins them deferred): they must not queue behind ingest.
+        self.engine = self.database.engine.execution_options(read_only=True)
         self.events: sa.Table = UsageEvent.__table__
         self.totals: sa.Table = UsageTotal.__table__
 
@@ -351,7 +398,7 @@ class Ledger:
         self.database.dispose()
 
     def _scalar(self, statement: sa.Executable) -> int:
-        with self.database.engine.connect() as connection:
+        with self.engine.connect() as connection:
             return int(connection.execute(statement).scalar() or 0)
 
     def count(self, source: str) -> int:
@@ -366,26 +413,26 @@ class Ledger:
         statement = sa.select(self.events.c.source_event_id).where(
             self.events.c.source == source, self.events.c.source_event_id.in_(list(ids))
         )
-        with self.database.engine.connect() as connection:
+        with self.engine.connect() as connection:
             return set(connection.execute(statement).scalars())
 
     def received_span(self, source: str) -> tuple[datetime | None, datetime | None]:
         column = self.events.c.received_at
         statement = sa.select(sa.func.min(column), sa.func.max(column)).where(self.events.c.source == source)
-        with self.database.engine.connect() as connection:
+        with self.engine.connect() as connection:
             first, last = connection.execute(statement).one()
         return _as_datetime(first), _as_datetime(last)
 
     def totals_by_meter(self) -> dict[str, int]:
         c = self.totals.c
         statement = sa.select(c.meter, sa.func.sum(c.quantity)).group_by(c.meter)
-        with self.database.engine.connect() as connection:
+        with self.engine.connect() as connection:
             return {str(meter): int(total or 0) for meter, total in connection.execute(statement)}
 
     def statuses(self) -> dict[str, int]:
         c = self.totals.c
         statement = sa.select(c.status, sa.func.sum(c.quantity)).group_by(c.status)
-        with self.database.engine.connect() as connection:
+        with self.engine.connect() as connection:
             return {str(status): int(total or 0) for status, total in connection.execute(statement)}
 
 
@@ -481,7 +528,8 @@ async def run_ingest(args: argparse.Namespace, mode: str, batch_size: int, event
     work_dir = base_dir / f"{mode}-b{batch_size}"
     work_dir.mkdir(parents=True)
     city = City(apps=args.apps, schools=args.schools, users=args.users)
-    workload = launch_workload(city, events, args.resend, seed=args.seed, tag=uuid.uuid4().hex[:8])
+    workload = launch_workload(city, events, args.resend, seed=args.seed, tag=uuid.uuid4().hex[:8],
+                               api_share=args.api_share, records_per_batch=args.records_per_batch)  # fmt: skip
     facts = city.facts()
     result = RunResult(mode, batch_size, events, expected=workload.expected.per_meter())
     result.stream_expected = len(facts) + len(workload.messages) - workload.resent_same_id
@@ -517,6 +565,13 @@ async def run_ingest(args: argparse.Namespace, mode: str, batch_size: int, event
                 js, ledger, consumer=APPSTORE_CONSUMER, stream=APPSTORE.name, source="appstore",
                 expected=len(workload.expected.launches), limit=limit,
             )  # fmt: skip
+            if workload.expected.api_calls:
+                gateway_seconds, gateway_drained = await wait_drained(
+                    js, ledger, consumer=GATEWAY_CONSUMER, stream=GATEWAY.name, source="gateway",
+                    expected=len(workload.expected.api_calls), limit=limit,
+                )  # fmt: skip
+                result.drain_seconds += gateway_seconds
+                result.drained = result.drained and gateway_drained
             if mode == "live":
                 stop.set()
                 await asyncio.wait_for(watcher, 30)
@@ -524,9 +579,14 @@ async def run_ingest(args: argparse.Namespace, mode: str, batch_size: int, event
             result.service_cpu = process_cpu_seconds(service.process.pid)
             result.published = len(workload.messages)
             result.stream_messages = await stream_messages(js, APPSTORE.name)
-            first, last = ledger.received_span("appstore")
-            if first is not None and last is not None and last > first:
-                result.ingest_rate = len(workload.expected.launches) / (last - first).total_seconds()
+            if workload.expected.api_calls:
+                result.stream_messages += await stream_messages(js, GATEWAY.name)
+            spans = [ledger.received_span(source) for source in ("appstore", "gateway")]
+            firsts = [first for first, _ in spans if first is not None]
+            lasts = [last for _, last in spans if last is not None]
+            if firsts and lasts and max(lasts) > min(firsts):
+                usage_events = len(workload.expected.launches) + len(workload.expected.api_calls)
+                result.ingest_rate = usage_events / (max(lasts) - min(firsts)).total_seconds()
             result.totals = ledger.totals_by_meter()
             result.statuses = ledger.statuses()
         finally:
@@ -548,9 +608,9 @@ def percentile(values: list[float], share: float) -> float:
 
 def report(results: list[RunResult]) -> bool:
     print(f"\nload average at the end {load_average()}")
-    print("\ningest/s = distinct launches / (last - first received_at in usage_event); drain = publish end (live) or "
-          "service ready (preload) to all acknowledged and visible\n")  # fmt: skip
-    header = (f"{'mode':<8} {'batch':>5} {'launches':>9} {'msgs':>9} {'publish/s':>10} {'ingest/s':>9} {'drain s':>8} "
+    print("\ningest/s = distinct usage events (launches + API calls) / (last - first received_at in usage_event);\n"
+          "drain = publish end (live) or service ready (preload) to all acknowledged and visible\n")  # fmt: skip
+    header = (f"{'mode':<8} {'batch':>5} {'events':>9} {'msgs':>9} {'publish/s':>10} {'ingest/s':>9} {'drain s':>8} "
               f"{'cpu s':>6} {'p50 s':>6} {'p99 s':>6} {'n':>4}  check")  # fmt: skip
     print(header)
     print("-" * len(header))
@@ -674,7 +734,14 @@ def main() -> int:
     parser.add_argument("--apps", type=int, default=20)
     parser.add_argument("--schools", type=int, default=50)
     parser.add_argument("--users", type=int, default=2000, help="pseudonyms per app the launches draw from")
-    parser.add_argument("--resend", type=float, default=0.10, help="share of launches sent twice (0.10)")
+    parser.add_argument("--resend", type=float, default=0.10, help="share of usage events sent twice (0.10)")
+    parser.add_argument(
+        "--api-share",
+        type=float,
+        default=0.0,
+        help="share of usage events that are API-call records in the gateway's batches (0.0)",
+    )
+    parser.add_argument("--records-per-batch", type=int, default=100, help="API-call records per gateway batch")
     parser.add_argument("--live-rate", type=float, default=0.0, help="pace the live publisher (events/s; 0: flat out)")
     parser.add_argument("--max-pending", type=int, default=4000, help="publish_async_max_pending")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between latency polls of the database")

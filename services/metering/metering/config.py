@@ -25,8 +25,10 @@ class MeteringSettings(ServiceSettings):
     future_tolerance_minutes: int = Field(default=10, ge=0, le=1440)
     # Vendor-reported units above this per launch are held for the city's review instead of paid automatically.
     max_reported_units_per_launch: int = Field(default=200, ge=1)
-    # Events fetched and applied per transaction by the usage consumers.
+    # Events fetched and applied per transaction by the usage consumers: launches are one per message, the gateway's
+    # messages carry up to a few hundred API-call records each, so its transactions take fewer messages.
     ingest_batch_size: int = Field(default=500, ge=1, le=5000)
+    gateway_batch_messages: int = Field(default=20, ge=1, le=500)
 
     # Benefit ranking (绩效): an app below either threshold in consecutive periods is proposed for retirement.
     benefit_min_active_rate: float = Field(default=0.05, ge=0, le=1)

@@ -66,7 +66,7 @@ def create_app(settings: MeteringSettings | None = None) -> FastAPI:
                 stream=StreamSpec("gateway").name,
                 subjects=GATEWAY_SUBJECTS,
                 batch_handler=build_gateway_handler(settings),
-                batch_size=settings.ingest_batch_size,
+                batch_size=settings.gateway_batch_messages,
             ),
             Subscription(
                 name="metering-appstore",

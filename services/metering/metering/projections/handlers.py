@@ -24,7 +24,7 @@ from metering.projections.models import (
     PricePlan,
     VendorDeveloper,
 )
-from metering.usage.service import reconsider_app
+from metering.usage.service import REASON_NO_PLAN, REASON_NOT_INSTALLED, REASON_UNKNOWN_APP, reconsider_app
 
 IDENTITY_SUBJECTS = [
     identity_events.OrganisationCreatedV1.subject(),
@@ -84,7 +84,10 @@ def _app_published(session: Session, data: dict[str, object], settings: Metering
             )
         )  # fmt: skip
     session.flush()
-    reconsider_app(session, event.app_id, max_reported_units_per_launch=settings.max_reported_units_per_launch)
+    reconsider_app(
+        session, event.app_id, max_reported_units_per_launch=settings.max_reported_units_per_launch,
+        reasons=(REASON_UNKNOWN_APP, REASON_NO_PLAN),
+    )  # fmt: skip
 
 
 def _app_status_changed(session: Session, data: dict[str, object], settings: MeteringSettings) -> None:
@@ -107,7 +110,10 @@ def _installation_granted(session: Session, data: dict[str, object], settings: M
         span.granted_at = event.granted_at  # a re-grant keeps the installation's first moment
     session.add(span)
     session.flush()
-    reconsider_app(session, event.app_id, max_reported_units_per_launch=settings.max_reported_units_per_launch)
+    reconsider_app(
+        session, event.app_id, max_reported_units_per_launch=settings.max_reported_units_per_launch,
+        school_id=event.school_id, reasons=(REASON_NOT_INSTALLED,),
+    )  # fmt: skip
 
 
 def _installation_removed(session: Session, data: dict[str, object], settings: MeteringSettings) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
@@ -200,27 +200,33 @@ def _month_rows_query(session: Session, *, period: str, vendor_id: str | None) -
     return query
 
 
-def priced_lines(session: Session, *, period: str, vendor_id: str | None = None) -> Iterator[PricedLine]:
+def priced_lines(session: Session, *, period: str, vendor_id: str | None = None) -> list[PricedLine]:
     """The period's statement lines, in line order, from the monthly aggregates (one query); nothing stored.
 
     Billable usage billed in ``period`` on the meter its plan charges by, priced by the row's plan; one line per
     app, school, meter, month of use and plan; capped per app+school (see the module's docstring).
     """
     caps = caps_at_period_end(session, period=period)
-    rows = session.execute(_month_rows_query(session, period=period, vendor_id=vendor_id))
-    for (app_id, _school_id), pair in groupby(rows, key=itemgetter(0, 2)):
+    rows = session.execute(_month_rows_query(session, period=period, vendor_id=vendor_id)).all()
+    lines: list[PricedLine] = []
+    for app_id, app_rows in groupby(rows, key=itemgetter(0)):
         cap = caps.get(app_id)
         if cap is None:
-            for app, vendor, school, district, meter, month, plan_id, price, quantity in pair:
-                yield app, vendor, school, district, meter, month, plan_id, price, quantity, quantity * price, None, 0
+            lines.extend([
+                (app, vendor, school, district, meter, month, plan_id, price, quantity, quantity * price, None, 0)
+                for app, vendor, school, district, meter, month, plan_id, price, quantity in app_rows
+            ])  # fmt: skip
             continue
-        group = list(pair)
-        own_month = [row[7] * row[8] for row in group if row[5] == period]
-        shares = iter(split_reduction(sum(own_month) - cap, own_month))
-        for app, vendor, school, district, meter, month, plan_id, price, quantity in group:
-            own = month == period
-            yield (app, vendor, school, district, meter, month, plan_id, price, quantity, quantity * price,
-                   cap if own else None, next(shares) if own else 0)  # fmt: skip
+        for _school_id, pair in groupby(app_rows, key=itemgetter(2)):
+            group = list(pair)
+            own_month = [row[7] * row[8] for row in group if row[5] == period]
+            shares = iter(split_reduction(sum(own_month) - cap, own_month))
+            lines.extend([
+                (app, vendor, school, district, meter, month, plan_id, price, quantity, quantity * price,
+                 cap if month == period else None, next(shares) if month == period else 0)
+                for app, vendor, school, district, meter, month, plan_id, price, quantity in group
+            ])  # fmt: skip
+    return lines
 
 
 def compute_statement_lines(
@@ -282,21 +288,36 @@ def closed_period_rows(session: Session) -> list[BillingPeriod]:
     return list(session.exec(select(BillingPeriod).order_by(col(BillingPeriod.period).desc())))
 
 
+def _write_lines(session: Session, rows: list[LineRow]) -> None:
+    """Store lines in bulk: PostgreSQL's COPY (psycopg's executemany manages about 30,000 rows a second, COPY ten
+    times that), elsewhere the driver's executemany."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        insert_rows(session, StatementLine.__table__, LINE_COLUMNS, rows)
+        return
+    columns = ", ".join(LINE_COLUMNS)
+    with (
+        connection.connection.driver_connection.cursor() as cursor,  # type: ignore[union-attr]
+        cursor.copy(f"COPY statement_line ({columns}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
 def issue_statements(session: Session, *, period: str, now: datetime) -> int:
     """Compute the period's lines and store one issued statement per vendor with usage billed in it, with their
-    ``StatementIssuedV1`` events; returns how many. The lines go in by the driver's executemany, in line order."""
+    ``StatementIssuedV1`` events; returns how many. The lines are written in bulk, in line order."""
     statement_rows: list[dict[str, object]] = []
     events: list[PendingEvent] = []
     line_rows: list[LineRow] = []
     for vendor_id, lines in groupby(priced_lines(session, period=period), key=itemgetter(1)):
         statement_id = str(uuid.uuid4())
-        first = len(line_rows)
-        line_rows.extend(
+        mine: list[LineRow] = [
             (statement_id, app, school, district, meter, month, plan_id, price, quantity, gross, cap, reduction,
              gross - reduction, 0, gross - reduction)
             for app, _vendor, school, district, meter, month, plan_id, price, quantity, gross, cap, reduction in lines
-        )  # fmt: skip
-        mine = line_rows[first:]
+        ]  # fmt: skip
+        line_rows.extend(mine)
         gross_fen = sum(row[9] for row in mine)
         cap_reduction_fen = sum(row[11] for row in mine)
         total_fen = gross_fen - cap_reduction_fen
@@ -312,7 +333,7 @@ def issue_statements(session: Session, *, period: str, now: datetime) -> int:
         ))  # fmt: skip
     if statement_rows:
         session.execute(sa.insert(Statement.__table__), statement_rows)
-    insert_rows(session, StatementLine.__table__, LINE_COLUMNS, line_rows)
+    _write_lines(session, line_rows)
     emit_many(session, events)
     return len(statement_rows)
 

@@ -431,36 +431,47 @@ def change_status(
     return changed
 
 
-def reconsider_app(session: Session, app_id: str, *, max_reported_units_per_launch: int) -> int:
+def reconsider_app(
+    session: Session,
+    app_id: str,
+    *,
+    max_reported_units_per_launch: int,
+    school_id: str | None = None,
+    reasons: Sequence[str] = (REASON_UNKNOWN_APP, REASON_NO_PLAN, REASON_NOT_INSTALLED),
+) -> int:
     """Re-check usage of an app that was not billable for want of an app, a plan or an installation.
 
-    Called when the app store's facts arrive later than the usage they cover (a consumer that lagged, a replay).
+    Called when the app store's facts arrive later than the usage they cover (a consumer that lagged, a replay):
+    a publication re-checks the app's usage that lacked the app or a plan, an installation only the app's usage
+    at that school that lacked an installation. Rows that change together move together.
     """
-    stale = list(
-        session.exec(
-            select(UsageEvent).where(
-                UsageEvent.app_id == app_id,
-                NOT_BILLABLE,  # the partial index's own condition, so the planner uses it
-                col(UsageEvent.status).in_(("unknown", "not_installed")),
-                col(UsageEvent.reason).in_((REASON_UNKNOWN_APP, REASON_NO_PLAN, REASON_NOT_INSTALLED)),
-                UsageEvent.source != "derived",
-            )
-        )
+    query = select(UsageEvent).where(
+        UsageEvent.app_id == app_id,
+        NOT_BILLABLE,  # the partial index's own condition, so the planner uses it
+        col(UsageEvent.status).in_(("unknown", "not_installed")),
+        col(UsageEvent.reason).in_(list(reasons)),
+        UsageEvent.source != "derived",
     )
+    if school_id is not None:
+        query = query.where(UsageEvent.school_id == school_id)
+    stale = list(session.exec(query))
     if not stale:
         return 0
     inputs = [_as_input(event) for event in stale]
     context = _load_context(session, inputs)
-    changed = 0
+    groups: dict[tuple[str, str | None, int, str | None], list[UsageEvent]] = defaultdict(list)
     for event, item in zip(stale, inputs, strict=True):
         plan = plan_at(context.plans.get(item.app_id, ()), item.occurred_at)
         status, reason = _status(item, context, plan, max_reported_units_per_launch)
-        if status != event.status or reason != event.reason:
+        plan_id = plan.id if plan and plan.id else 0
+        if status != event.status or reason != event.reason or plan_id != event.plan_id:
             app = context.apps.get(item.app_id)
-            changed += change_status(
-                session, [event], status=status, reason=reason, plan_id=plan.id if plan and plan.id else 0,
-                vendor_id=app.vendor_id if app else None,
-            )  # fmt: skip
+            groups[(status, reason, plan_id, app.vendor_id if app else None)].append(event)
+    changed = 0
+    for (status, reason, plan_id, vendor_id), events in groups.items():
+        changed += change_status(
+            session, events, status=status, reason=reason, plan_id=plan_id, vendor_id=vendor_id
+        )  # fmt: skip
     return changed
 
 

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run test lint format typecheck contracts bench bench-outbox bench-import bench-oauth bench-gateway bench-placement bench-roster bench-catalog bench-launch clean
+.PHONY: help install run test lint format typecheck contracts bench bench-outbox bench-import bench-oauth bench-gateway bench-placement bench-roster bench-catalog bench-launch bench-metering-ingest bench-metering-statements bench-metering-chaos clean
 
 help:
 	@echo "make run        start the whole platform with demo data"
@@ -53,7 +53,8 @@ typecheck: install
 contracts: install
 	$(BIN)/python -m contracts.generate
 
-bench: bench-outbox bench-import bench-oauth bench-gateway bench-placement bench-roster bench-catalog bench-launch
+bench: bench-outbox bench-import bench-oauth bench-gateway bench-placement bench-roster bench-catalog bench-launch \
+       bench-metering-ingest bench-metering-statements bench-metering-chaos
 
 bench-outbox: install
 	$(BIN)/python bench/outbox_throughput.py
@@ -81,3 +82,12 @@ bench-launch: install
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
+
+bench-metering-ingest: install
+	$(BIN)/python bench/metering_ingest.py --api-share 0.9
+
+bench-metering-statements: install
+	$(BIN)/python bench/metering_statements.py
+
+bench-metering-chaos: install
+	$(BIN)/python bench/metering_chaos.py

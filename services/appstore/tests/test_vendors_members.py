@@ -8,10 +8,11 @@ import httpx
 from sqlmodel import select
 
 from appstore.vendors.models import VendorInvitation
+from contracts.events.appstore import VendorMemberAddedV1, VendorMemberRemovedV1
 from kit.outbox import utcnow
 from kit.testing import TestCity
 
-from .store_factories import problem_fields, register_vendor
+from .store_factories import outbox_events, problem_fields, register_vendor
 
 
 async def _invite(client: httpx.AsyncClient, city: TestCity, vendor_id: str, who: str = "developer",
@@ -80,3 +81,19 @@ async def test_a_member_cannot_accept_twice(client: httpx.AsyncClient, city: Tes
     code = (await _invite(client, city, vendor_id)).json()["code"]
     response = await client.post("/vendor-invitations/accept", json={"code": code}, headers=city.token("developer"))
     assert response.status_code == 409
+
+
+async def test_joining_and_leaving_are_announced_for_metering(client: httpx.AsyncClient, city: TestCity) -> None:
+    vendor_id = await register_vendor(client, city)
+    code = (await _invite(client, city, vendor_id)).json()["code"]
+    await client.post("/vendor-invitations/accept", json={"code": code}, headers=city.token("developer2"))
+    developer2_id = city.people["developer2"].id
+    await client.delete(f"/vendors/{vendor_id}/members/{developer2_id}", headers=city.token("developer"))
+
+    added = outbox_events(city.database, VendorMemberAddedV1.event_type())
+    removed = outbox_events(city.database, VendorMemberRemovedV1.event_type())
+    assert [(event["person_id"], event["role"]) for event in added] == [
+        (city.people["developer"].id, "owner"),
+        (developer2_id, "developer"),
+    ]
+    assert removed == [{"vendor_id": vendor_id, "person_id": developer2_id}]

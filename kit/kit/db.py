@@ -178,6 +178,36 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
+def _converted(
+    table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]], dialect: Any
+) -> Sequence[Sequence[Any]]:
+    """Rows with each value converted by its column's type for the driver (only columns that need it, and a value
+    repeated down a column, such as a batch's timestamp or day, converted once)."""
+    processors = [
+        (index, convert)
+        for index, name in enumerate(columns)
+        if (convert := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    ]
+    if not processors:
+        return rows
+    converted: list[Sequence[Any]] = []
+    last: dict[int, tuple[Any, Any]] = {}
+    for row in rows:
+        values = list(row)
+        for index, convert in processors:
+            value = values[index]
+            if value is None:
+                continue
+            previous = last.get(index)
+            if previous is not None and previous[0] == value:
+                values[index] = previous[1]
+            else:
+                values[index] = result = convert(value)
+                last[index] = (value, result)
+        converted.append(tuple(values))
+    return converted
+
+
 def driver_placeholder(session: Session) -> str | None:
     """The driver's positional placeholder (``?`` or ``%s``), for statements sent with ``exec_driver_sql``."""
     return _PLACEHOLDERS.get(session.connection().dialect.paramstyle)
@@ -187,27 +217,29 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
     """Insert many rows through the driver's executemany, for high-volume writers (usage ingest).
 
     SQLAlchemy's own executemany processes every parameter of every row in Python, which costs more than the
-    database's work at thousands of rows a second. Here each column's type converts its values (dates on SQLite,
-    say) and the rows go to the driver as they are.
+    database's work at thousands of rows a second. On PostgreSQL the rows go through COPY; elsewhere each column's
+    type converts its values (dates on SQLite, say) and the rows go to the driver's executemany as they are.
     """
     if not rows:
         return
     connection = session.connection()
     dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        # COPY: about ten times psycopg's executemany (some 30,000 rows a second); psycopg adapts the values.
+        names = ", ".join(quote(name) for name in columns)
+        with (
+            connection.connection.driver_connection.cursor() as cursor,  # type: ignore[union-attr]
+            cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
     placeholder = _PLACEHOLDERS.get(dialect.paramstyle)
     if placeholder is None:
         connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
         return
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
-    if any(processors):
-        rows = [
-            tuple(
-                value if convert is None or value is None else convert(value)
-                for convert, value in zip(processors, row, strict=True)
-            )
-            for row in rows
-        ]
-    quote = dialect.identifier_preparer.quote
+    rows = _converted(table, columns, rows, dialect)
     statement = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)}) "  # noqa: S608 - names from the table
         f"VALUES ({', '.join([placeholder] * len(columns))})"
@@ -236,15 +268,7 @@ def add_to_counters(
         session.connection().execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
         return
     dialect = session.connection().dialect
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
-    if any(processors):
-        rows = [
-            tuple(
-                value if convert is None or value is None else convert(value)
-                for convert, value in zip(processors, row, strict=True)
-            )
-            for row in rows
-        ]
+    rows = _converted(table, columns, rows, dialect)
     quote = dialect.identifier_preparer.quote
     updates = ", ".join(
         f"{quote(name)} = {quote(table.name)}.{quote(name)} + excluded.{quote(name)}" for name in counters

@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 from appstore.config import AppStoreSettings, get_settings
 from appstore.identity_client import IdentityClient
+from appstore.review.proposals import BENEFIT_FLAG_SUBJECTS, apply_benefit_flag
 from appstore.roster.handlers import ENROLLMENT_SUBJECTS, IDENTITY_SUBJECTS, apply_roster_event
 from appstore.webhooks import fanout as webhook_fanout
 from appstore.workers import build_workers
@@ -91,6 +92,12 @@ def create_app(settings: AppStoreSettings | None = None) -> FastAPI:
                 stream=StreamSpec("enrollment").name,
                 subjects=webhook_fanout.ENROLLMENT_SUBJECTS,
                 handler=webhook_fanout.build_handler(settings),
+            ),
+            Subscription(
+                name="appstore-benefit-flags",
+                stream=StreamSpec("metering").name,
+                subjects=BENEFIT_FLAG_SUBJECTS,
+                handler=apply_benefit_flag,
             ),
         ],
         on_startup=on_startup,

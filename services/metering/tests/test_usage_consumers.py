@@ -24,13 +24,15 @@ from metering.usage.models import UsageTotal
 AT = datetime(2026, 10, 12, 1, 30, tzinfo=UTC)
 
 
-async def _eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
+async def _eventually(
+    check: Callable[[], bool], timeout: float = 20.0, describe: Callable[[], object] | None = None
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         if check():
             return
         await asyncio.sleep(0.1)
-    raise AssertionError("not reached in time")
+    raise AssertionError(f"not reached in time: {describe()}" if describe else "not reached in time")
 
 
 def _totals(app: FastAPI) -> dict[tuple[str, str], int]:
@@ -93,8 +95,13 @@ async def test_launches_and_api_calls_from_nats_count_once(
         # The same records again in another batch (a gateway that re-cut its spool): still counted once.
         await publish(gateway_events.ApiUsageRecordedV1(batch_id="b2", records=records[:6]))
 
-        await _eventually(lambda: _totals(app).get(("api_call", "billable"), 0) == 12
-                          and _totals(app).get(("launch", "billable"), 0) == 30)  # fmt: skip
+        await _eventually(
+            lambda: (
+                _totals(app).get(("api_call", "billable"), 0) == 12
+                and _totals(app).get(("launch", "billable"), 0) == 30
+            ),
+            describe=lambda: _totals(app),
+        )
         await asyncio.sleep(1.0)
     finally:
         await link.close()

@@ -61,6 +61,10 @@ _REVIEWS = (
               summary="Withdraw a pending status change", scopes=_REVIEW),
     # Reviewers (apps.review) and the vendor's developers (apps.develop) read them; the service checks which.
     RouteSpec(method="GET", path="/apps/{app_id}/status-changes", summary="An app's status changes"),
+    RouteSpec(method="GET", path="/review/retirement-proposals",
+              summary="Apps proposed for retirement by metering's benefit ranking", scopes=_REVIEW),
+    RouteSpec(method="POST", path="/review/retirement-proposals/{proposal_id}/decision",
+              summary="Retire the app or dismiss a retirement proposal", scopes=_REVIEW),
     RouteSpec(method="GET", path="/schools/{school_id}/notices", summary="Notices to a school about its apps",
               scopes=_READ, tenant=_SCHOOL),
 )  # fmt: skip

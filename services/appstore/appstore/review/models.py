@@ -60,3 +60,27 @@ class SchoolNotice(SQLModel, table=True):
     message: str = Field(sa_type=sa.Text)  # zh-CN
     effective_at: datetime = Field(sa_type=_TZ)
     created_at: datetime = Field(default_factory=utcnow, sa_type=_TZ)
+
+
+class RetirementProposal(SQLModel, table=True):
+    """A proposal to retire (淘汰) an app, from metering's benefit flags, until a city reviewer decides it."""
+
+    __tablename__ = "retirement_proposal"
+    __table_args__ = (sa.Index("ix_retirement_proposal_app_state", "app_id", "state"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    app_id: str = Field(foreign_key="app.id", max_length=36)
+    vendor_id: str = Field(max_length=36)
+    source: str = Field(default="metering_benefit", max_length=32)
+    periods: str = Field(sa_type=sa.Text)  # JSON list of "YYYY-MM", oldest first
+    reasons: str = Field(sa_type=sa.Text)  # JSON list: low_active_rate | high_cost_per_active_user
+    active_rate: float
+    cost_per_active_user_fen: int | None = None
+    flagged_at: datetime = Field(sa_type=_TZ)
+    event_id: str = Field(unique=True, max_length=64)  # the flag event last applied to it
+    state: str = Field(default="open", max_length=24, index=True)  # open | retirement_ordered | dismissed
+    decided_by: str | None = Field(default=None, max_length=36)
+    decided_at: datetime | None = Field(default=None, sa_type=_TZ)
+    note: str | None = Field(default=None, max_length=500)
+    status_change_id: str | None = Field(default=None, max_length=36)  # the retirement ordered on it
+    created_at: datetime = Field(default_factory=utcnow, sa_type=_TZ)

@@ -13,14 +13,19 @@ from appstore.apps.models import App, AppVersion
 from appstore.apps.router import attachment_response, decisions_of
 from appstore.apps.schemas import AttachmentRead
 from appstore.deps import DEVELOPER_ROLE, REVIEWER_ROLES, SCHOOL_ADMIN_ROLES, Caller, CallerDep, school
-from appstore.review import service
-from appstore.review.models import AppStatusChange
+from appstore.review import proposals, service
+from appstore.review.models import AppStatusChange, RetirementProposal
 from appstore.review.schemas import (
     DecisionCreate,
     DecisionResult,
     NoticeRead,
+    ProposalState,
     QueueItem,
     QueuePage,
+    RetirementProposalDecisionCreate,
+    RetirementProposalDecisionResult,
+    RetirementProposalPage,
+    RetirementProposalRead,
     ReviewVersionRead,
     StatusChangeCreate,
     StatusChangeRead,
@@ -201,3 +206,56 @@ def school_notices(
                    message=notice.message, effective_at=notice.effective_at, created_at=notice.created_at)
         for notice in notices
     ]  # fmt: skip
+
+
+def _proposal_read(session: Session, proposal: RetirementProposal, app: App, vendor: Vendor) -> RetirementProposalRead:
+    reasons = proposals.reasons_of(proposal)
+    return RetirementProposalRead(
+        id=proposal.id, app_id=app.id, app_name=apps.display_name(session, app), app_status=app.status,
+        vendor=_vendor(vendor), source=proposal.source, periods=proposals.periods_of(proposal), reasons=reasons,
+        reasons_zh=[proposals.REASONS_ZH.get(reason, reason) for reason in reasons], active_rate=proposal.active_rate,
+        cost_per_active_user_fen=proposal.cost_per_active_user_fen, flagged_at=proposal.flagged_at,
+        state=proposal.state, decided_by=proposal.decided_by, decided_at=proposal.decided_at, note=proposal.note,
+        status_change_id=proposal.status_change_id, created_at=proposal.created_at,
+    )  # fmt: skip
+
+
+@router.get("/review/retirement-proposals")
+def retirement_proposals(
+    caller: CallerDep, session: ReadSessionDep, page: PageDep, state: ProposalState | None = None
+) -> RetirementProposalPage:
+    """Apps proposed for retirement (淘汰) by metering's benefit ranking, open ones first, with the figures."""
+    require_reviewer(caller)
+    rows, total = proposals.proposals(session, state=state, limit=page.limit, offset=page.offset)
+    return RetirementProposalPage(
+        items=[_proposal_read(session, proposal, app, vendor) for proposal, app, vendor in rows],
+        total=total, limit=page.limit, offset=page.offset,
+    )  # fmt: skip
+
+
+@router.post("/review/retirement-proposals/{proposal_id}/decision")
+def decide_retirement_proposal(
+    proposal_id: str, body: RetirementProposalDecisionCreate, caller: CallerDep, session: SessionDep
+) -> RetirementProposalDecisionResult:
+    """Retire the app (schedules its retirement, by default in 30 days; schools are notified) or dismiss, once."""
+    require_reviewer(caller)
+    proposal, change, notified = proposals.decide(
+        session, proposal_id=proposal_id, data=body, reviewer_id=caller.person_id
+    )
+    if change is not None:
+        _audit(
+            session, caller, "app.status_change_ordered", target_type="app", target_id=proposal.app_id,
+            change_id=change.id, status=change.status, reason=change.reason,
+            effective_at=change.effective_at.isoformat(), retirement_proposal_id=proposal.id,
+        )  # fmt: skip
+    _audit(
+        session, caller, f"review.retirement_proposal_{body.decision}", target_type="retirement_proposal",
+        target_id=proposal.id, app_id=proposal.app_id, reason=body.reason, change_id=proposal.status_change_id,
+    )  # fmt: skip
+    app = apps.get_app(session, proposal.app_id)
+    vendor = session.get(Vendor, app.vendor_id)
+    assert vendor is not None
+    return RetirementProposalDecisionResult(
+        proposal=_proposal_read(session, proposal, app, vendor),
+        status_change=_change_read(change, notified) if change is not None else None,
+    )

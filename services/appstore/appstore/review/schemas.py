@@ -110,3 +110,52 @@ class NoticeRead(BaseModel):
     message: str
     effective_at: datetime
     created_at: datetime
+
+
+ProposalState = Literal["open", "retirement_ordered", "dismissed"]
+ProposalDecision = Literal["retire", "dismiss"]
+
+
+class RetirementProposalRead(BaseModel):
+    """A proposal to retire an app, with the figures metering flagged it on."""
+
+    id: str
+    app_id: str
+    app_name: str
+    app_status: str
+    vendor: VendorSummary
+    source: str = Field(description="metering_benefit: metering's benefit ranking (绩效) flagged it")
+    periods: list[str] = Field(description="The months (YYYY-MM) it was below the thresholds, oldest first")
+    reasons: list[str] = Field(description="low_active_rate | high_cost_per_active_user")
+    reasons_zh: list[str] = Field(description="The reasons in Chinese: 低活跃率 / 人均成本过高")
+    active_rate: float = Field(description="Active users over the installed schools' people, last period")
+    cost_per_active_user_fen: int | None = Field(description="Last period, in fen; null: no active user")
+    flagged_at: datetime
+    state: ProposalState
+    decided_by: str | None
+    decided_at: datetime | None
+    note: str | None
+    status_change_id: str | None = Field(description="The retirement ordered on it")
+    created_at: datetime
+
+
+class RetirementProposalPage(BaseModel):
+    items: list[RetirementProposalRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class RetirementProposalDecisionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    decision: ProposalDecision = Field(description="retire (淘汰: schedules the app's retirement) or dismiss")
+    reason: str = Field(min_length=5, max_length=500, description="Why; a retirement's reason is shown to schools")
+    effective_at: datetime | None = Field(
+        default=None, description="retire only: when the retirement takes effect (default: in 30 days)"
+    )
+
+
+class RetirementProposalDecisionResult(BaseModel):
+    proposal: RetirementProposalRead
+    status_change: StatusChangeRead | None = Field(description="The retirement scheduled (retire), else null")

@@ -58,6 +58,7 @@ from metering.statements.models import (
     StatementLine,
 )
 from metering.usage.models import UsageMonthTotal
+from metering.usage.service import hold_classification_lock
 
 #: The columns of a stored line, in the order ``issue_statements`` builds them.
 LINE_COLUMNS = (
@@ -280,28 +281,11 @@ def preview(session: Session, *, vendor_id: str, period: str) -> tuple[Statement
 
 
 def _lock_periods(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": periods.PERIOD_LOCK_KEY})
+    hold_classification_lock(session, exclusive=True)
 
 
 def closed_period_rows(session: Session) -> list[BillingPeriod]:
     return list(session.exec(select(BillingPeriod).order_by(col(BillingPeriod.period).desc())))
-
-
-def _write_lines(session: Session, rows: list[LineRow]) -> None:
-    """Store lines in bulk: PostgreSQL's COPY (psycopg's executemany manages about 30,000 rows a second, COPY ten
-    times that), elsewhere the driver's executemany."""
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        insert_rows(session, StatementLine.__table__, LINE_COLUMNS, rows)
-        return
-    columns = ", ".join(LINE_COLUMNS)
-    with (
-        connection.connection.driver_connection.cursor() as cursor,  # type: ignore[union-attr]
-        cursor.copy(f"COPY statement_line ({columns}) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
 
 
 def issue_statements(session: Session, *, period: str, now: datetime) -> int:
@@ -333,7 +317,7 @@ def issue_statements(session: Session, *, period: str, now: datetime) -> int:
         ))  # fmt: skip
     if statement_rows:
         session.execute(sa.insert(Statement.__table__), statement_rows)
-    _write_lines(session, line_rows)
+    insert_rows(session, StatementLine.__table__, LINE_COLUMNS, line_rows)
     emit_many(session, events)
     return len(statement_rows)
 

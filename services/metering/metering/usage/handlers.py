@@ -21,6 +21,7 @@ from metering.usage.service import (
     API_CALL,
     LAUNCH,
     UsageInput,
+    hold_classification_lock,
     launches_with_waiting_reports,
     match_reports_to_launch,
     record_usage,
@@ -87,6 +88,10 @@ def build_appstore_handler(settings: MeteringSettings) -> BatchHandler:
         launches.clear()
 
     def apply(session: Session, envelopes: list[EventEnvelope]) -> None:
+        if any(envelope.type != launched for envelope in envelopes):
+            # Facts that re-check recorded usage: exclusive from the start (not shared, then upgraded, which two
+            # replicas could deadlock on).
+            hold_classification_lock(session, exclusive=True)
         launches: list[UsageInput] = []
         for envelope in envelopes:
             if envelope.type == launched:

@@ -17,13 +17,14 @@ the vendor's report of it matches it, and the city decides what stays held.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import operator
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -85,9 +86,20 @@ class _Context:
 
     apps: dict[str, MeteredApp]
     plans: dict[str, list[PricePlan]]
-    spans: dict[tuple[str, str], list[Any]]  # rows with granted_at and removed_at
+    spans: dict[tuple[str, str], list[_Span]]
     closed: set[str]
     launches: dict[str, UsageEvent] = field(default_factory=dict)
+    plan_times: dict[str, list[datetime]] = field(default_factory=dict)
+
+    def plan_at(self, app_id: str, at: datetime) -> PricePlan | None:
+        """The app's plan in force at ``at`` (the same answer as :func:`plan_at`, by bisection)."""
+        times = self.plan_times.get(app_id)
+        if times is None:
+            plans = self.plans.get(app_id, ())
+            times = self.plan_times[app_id] = [_aware(plan.effective_at) for plan in plans]
+        index = bisect.bisect_right(times, at)
+        return self.plans[app_id][index - 1] if index else None
+
     reported_per_launch: dict[str, int] = field(default_factory=dict)
 
 
@@ -95,10 +107,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def closed_periods(session: Session) -> set[str]:
-    """Closed periods, holding the shared period lock (PostgreSQL) until the transaction ends."""
+def hold_classification_lock(session: Session, *, exclusive: bool) -> None:
+    """Order recording usage against the facts that classify it (PostgreSQL; SQLite's write lock already does).
+
+    Recording holds the lock shared, from before it reads apps, plans, installations and periods until it commits;
+    closing a period and applying a price plan or an installation (which re-checks usage recorded without it) hold
+    it exclusively. So usage either sees a fact committed or is there, committed, for the fact to re-check: two
+    consumers of different streams cannot both miss each other.
+    """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": periods.PERIOD_LOCK_KEY})
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        session.execute(sa.text(f"SELECT {function}(:key)"), {"key": periods.PERIOD_LOCK_KEY})
+
+
+def closed_periods(session: Session) -> set[str]:
     return set(session.exec(select(BillingPeriod.period)))
 
 
@@ -121,11 +143,14 @@ def plan_at(plans: Sequence[PricePlan], at: datetime) -> PricePlan | None:
     return found
 
 
-def installed_at(spans: Iterable[Any], at: datetime) -> bool:
-    for span in spans:
-        if _aware(span.granted_at) <= at and (span.removed_at is None or at < _aware(span.removed_at)):
-            return True
-    return False
+class _Span(NamedTuple):
+    granted_at: datetime
+    removed_at: datetime | None
+
+
+def installed_at(spans: Iterable[_Span], at: datetime) -> bool:
+    """Whether one of the installation's spans (aware times) covers ``at``."""
+    return any(span.granted_at <= at and (span.removed_at is None or at < span.removed_at) for span in spans)
 
 
 def _aware(value: datetime) -> datetime:
@@ -134,6 +159,7 @@ def _aware(value: datetime) -> datetime:
 
 
 def _load_context(session: Session, inputs: Sequence[UsageInput]) -> _Context:
+    hold_classification_lock(session, exclusive=False)
     app_ids = sorted({item.app_id for item in inputs})
     apps = {app.app_id: app for app in session.exec(select(MeteredApp).where(col(MeteredApp.app_id).in_(app_ids)))}
     plans: dict[str, list[PricePlan]] = defaultdict(list)
@@ -144,7 +170,7 @@ def _load_context(session: Session, inputs: Sequence[UsageInput]) -> _Context:
     ):
         plans[plan.app_id].append(plan)
     pairs = sorted({(item.app_id, item.school_id) for item in inputs if item.school_id})
-    spans: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    spans: dict[tuple[str, str], list[_Span]] = defaultdict(list)
     table = InstallationSpan.__table__
     for start in range(0, len(pairs), _LOOKUP_CHUNK // 2):
         chunk = pairs[start : start + _LOOKUP_CHUNK // 2]
@@ -152,8 +178,10 @@ def _load_context(session: Session, inputs: Sequence[UsageInput]) -> _Context:
         statement = sa.select(table.c.app_id, table.c.school_id, table.c.granted_at, table.c.removed_at).where(
             sa.tuple_(table.c.app_id, table.c.school_id).in_(chunk)
         )
-        for span in session.connection().execute(statement):
-            spans[(span.app_id, span.school_id)].append(span)
+        for app_id, school_id, granted_at, removed_at in session.connection().execute(statement):
+            spans[(app_id, school_id)].append(
+                _Span(_aware(granted_at), None if removed_at is None else _aware(removed_at))
+            )
     context = _Context(apps=apps, plans=plans, spans=spans, closed=closed_periods(session))
     launch_ids = sorted({item.launch_id for item in inputs if item.launch_id and item.source == "vendor"})
     if launch_ids:
@@ -297,12 +325,15 @@ def _row_values(row: dict[str, object], keys: list[str]) -> tuple[object, ...]:
     return (*(row[name] for name in keys), row["quantity"], row["events"])
 
 
+_TOTAL_KEY_FIELDS = ("billing_period", "usage_day", "app_id", "school_id", "meter", "plan_id", "status")
+_total_key_of_row = operator.itemgetter(*_TOTAL_KEY_FIELDS)
+_total_key_of_event = operator.attrgetter(*_TOTAL_KEY_FIELDS)
+
+
 def _total_key(row: dict[str, object] | UsageEvent) -> _TotalKey:
-    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
-    return (
-        str(get("billing_period")), get("usage_day"), str(get("app_id")), str(get("school_id")), str(get("meter")),  # type: ignore[return-value]
-        int(get("plan_id")), str(get("status")),  # type: ignore[arg-type]
-    )  # fmt: skip
+    if isinstance(row, dict):
+        return _total_key_of_row(row)
+    return _total_key_of_event(row)
 
 
 def record_usage(
@@ -318,18 +349,23 @@ def record_usage(
     received_at = now or utcnow()
     context = _load_context(session, inputs)
     rows: list[dict[str, object]] = []
+    billing_periods: dict[str, str] = {}
     for item in inputs:
         occurred_at = item.occurred_at.astimezone(UTC)
-        plan = plan_at(context.plans.get(item.app_id, ()), occurred_at)
+        plan = context.plan_at(item.app_id, occurred_at)
         status, reason = _status(item, context, plan, max_reported_units_per_launch)
-        usage_period = periods.period_of(occurred_at)
+        usage_day = periods.local_day(occurred_at)
+        usage_period = periods.period_of_day(usage_day)
+        billing_period = billing_periods.get(usage_period)
+        if billing_period is None:
+            billing_period = billing_periods[usage_period] = billing_period_for(usage_period, context.closed)
         app = context.apps.get(item.app_id)
         rows.append({
             "source": item.source, "source_event_id": item.source_event_id, "app_id": item.app_id,
             "vendor_id": app.vendor_id if app else None, "school_id": item.school_id or "", "meter": item.meter,
             "quantity": item.quantity, "user_pseudonym": item.user_pseudonym, "role": item.role,
-            "launch_id": item.launch_id, "occurred_at": occurred_at, "usage_day": periods.local_day(occurred_at),
-            "usage_period": usage_period, "billing_period": billing_period_for(usage_period, context.closed),
+            "launch_id": item.launch_id, "occurred_at": occurred_at, "usage_day": usage_day,
+            "usage_period": usage_period, "billing_period": billing_period,
             "plan_id": plan.id if plan and plan.id else 0, "status": status, "reason": reason,
             "received_at": received_at, "decided_by": None, "decided_at": None, "decision_reason": None,
         })  # fmt: skip
@@ -348,8 +384,9 @@ def record_usage(
             outcomes.append(Recorded(duplicate=True))
             continue
         counted.add(key)
-        quantity, events = deltas[_total_key(row)]
-        deltas[_total_key(row)] = (quantity + int(row["quantity"]), events + 1)  # type: ignore[call-overload]
+        total_key = _total_key(row)
+        quantity, events = deltas[total_key]
+        deltas[total_key] = (quantity + int(row["quantity"]), events + 1)  # type: ignore[call-overload]
         if row["meter"] == LAUNCH and row["status"] == "billable" and row["user_pseudonym"]:
             active_users.append(_active_user_row(row, received_at))
         outcomes.append(Recorded(duplicate=False, status=str(row["status"]), reason=row["reason"],  # type: ignore[arg-type]
@@ -398,6 +435,7 @@ def change_status(
     Launches that become billable make their users active for the month. Returns how many rows changed.
     """
     moment = now or utcnow()
+    hold_classification_lock(session, exclusive=False)
     closed = closed_periods(session)
     deltas: dict[_TotalKey, tuple[int, int]] = defaultdict(lambda: (0, 0))
     active_users: list[dict[str, object]] = []
@@ -461,7 +499,7 @@ def reconsider_app(
     context = _load_context(session, inputs)
     groups: dict[tuple[str, str | None, int, str | None], list[UsageEvent]] = defaultdict(list)
     for event, item in zip(stale, inputs, strict=True):
-        plan = plan_at(context.plans.get(item.app_id, ()), item.occurred_at)
+        plan = context.plan_at(item.app_id, item.occurred_at)
         status, reason = _status(item, context, plan, max_reported_units_per_launch)
         plan_id = plan.id if plan and plan.id else 0
         if status != event.status or reason != event.reason or plan_id != event.plan_id:

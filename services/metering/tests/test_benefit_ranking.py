@@ -205,3 +205,29 @@ def test_a_cost_per_active_user_above_the_threshold_is_a_reason(
         flag = session.exec(select(BenefitFlag).where(BenefitFlag.app_id == apps.homework.app_id)).one()
     assert homework is not None and homework.reasons == "high_cost_per_active_user"
     assert (flag.periods, flag.cost_per_active_user_fen) == ("2026-10", 13)
+
+
+def test_the_amount_is_capped_like_the_statement_and_late_usage_is_added_uncapped(
+    app: FastAPI, settings: MeteringSettings
+) -> None:
+    from metering.benefit.service import compute_period
+
+    database = app.state.database
+    vendor = add_vendor(database, settings)
+    capped = add_app(database, settings, vendor_id=vendor, price_fen=10, cap_fen=100)
+    start = datetime(2026, 8, 1, tzinfo=UTC)
+    install(database, settings, app_id=capped.app_id, school_id="school-x", granted_at=start)
+    with database.session() as session:
+        session.add(BillingPeriod(period="2026-09", closed_at=datetime(2026, 10, 6, tzinfo=UTC)))
+    october = datetime(2026, 10, 15, 2, tzinfo=UTC)
+    september = datetime(2026, 9, 20, 2, tzinfo=UTC)
+    feed_appstore(
+        database, settings,
+        *[launched(app_id=capped.app_id, vendor_id=vendor, school_id="school-x", at=october + timedelta(minutes=i))
+          for i in range(15)],  # 150 fen, capped to 100
+        *[launched(app_id=capped.app_id, vendor_id=vendor, school_id="school-x", at=september + timedelta(minutes=i))
+          for i in range(3)],  # September closed: billed in October as late usage, 30 fen, not capped again
+    )  # fmt: skip
+    with database.session() as session:
+        figures = {row.app_id: row for row in compute_period(session, period="2026-10", settings=settings, now=october)}
+    assert figures[capped.app_id].amount_fen == 130

@@ -105,8 +105,8 @@ def _plans_at_end(session: Session, period: str) -> dict[str, PricePlan]:
 
 
 def _amounts(session: Session, period: str, plans: dict[str, PricePlan]) -> dict[str, int]:
-    """What the period bills per app: per school, the priced quantity up to the school's monthly cap (from the
-    aggregates by month of use: a row per app, school, month, meter and plan instead of a row per day)."""
+    """What the period bills per app, as its statements do: per school, the period's own usage up to the school's
+    monthly cap, plus late usage of earlier months uncapped (capped in its own month). From the monthly rollup."""
     priced = sa.case(
         (
             col(PricePlan.unit) == col(UsageMonthTotal.meter),
@@ -114,19 +114,20 @@ def _amounts(session: Session, period: str, plans: dict[str, PricePlan]) -> dict
         ),
         else_=0,
     )
+    own_month = sa.case((col(UsageMonthTotal.usage_period) == period, priced), else_=0)
     rows = session.execute(
-        select(UsageMonthTotal.app_id, UsageMonthTotal.school_id, sa.func.sum(priced))
+        select(UsageMonthTotal.app_id, UsageMonthTotal.school_id, sa.func.sum(own_month), sa.func.sum(priced))
         .select_from(UsageMonthTotal)
         .outerjoin(PricePlan, col(PricePlan.id) == col(UsageMonthTotal.plan_id))
         .where(UsageMonthTotal.billing_period == period, UsageMonthTotal.status == "billable")
         .group_by(col(UsageMonthTotal.app_id), col(UsageMonthTotal.school_id))
     ).all()
     amounts: dict[str, int] = defaultdict(int)
-    for app_id, _school_id, gross in rows:
+    for app_id, _school_id, own, everything in rows:
         plan = plans.get(app_id)
         cap = plan.monthly_cap_fen_per_school if plan else None
-        gross = int(gross or 0)
-        amounts[str(app_id)] += gross if cap is None else min(gross, cap)
+        own, late = int(own or 0), int(everything or 0) - int(own or 0)
+        amounts[str(app_id)] += (own if cap is None else min(own, cap)) + late
     return amounts
 
 

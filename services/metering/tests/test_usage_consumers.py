@@ -56,7 +56,7 @@ async def test_launches_and_api_calls_from_nats_count_once(
     async def publish(payload: EventPayload, *, message_id: str | None = None) -> None:
         envelope = build_envelope(payload, subject_id="test")
         headers = event_headers(message_id or envelope.id, envelope.type)
-        await link.jetstream.publish(payload.subject(), envelope.to_json_bytes(), headers=headers)  # type: ignore[union-attr]
+        await link.jetstream.publish(payload.subject(), envelope.to_json_bytes(), headers=headers)
 
     vendor_id, app_id, school_id = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     try:

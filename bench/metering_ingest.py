@@ -722,7 +722,7 @@ async def bench(args: argparse.Namespace, base_dir: Path) -> int:
         for batch_size, events in ((args.batch_size, args.events), (1, args.baseline_events)):
             if events <= 0:
                 continue
-            print(f"run: {mode}, batch size {batch_size}, {events:,} launches ...", flush=True)
+            print(f"run: {mode}, batch size {batch_size}, {events:,} usage events ...", flush=True)
             started = time.perf_counter()
             results.append(await run_ingest(args, mode, batch_size, events, base_dir))
             print(f"  done in {time.perf_counter() - started:.0f}s", flush=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlmodel import select
 
 from appstore.config import AppStoreSettings
 from appstore.main import create_app as create_app_store
 from appstore.main import migrate as migrate_app_store
-from appstore.roster.models import RosterOrganisation
-from contracts.auth import RoleClaim
+from appstore.testing import school_ids
 from enrollment.config import EnrollmentSettings
 from enrollment.main import create_app as create_enrollment
 from enrollment.main import migrate as migrate_enrollment
@@ -38,17 +35,13 @@ from gateway.main import create_app as create_gateway
 from gateway.main import migrate as migrate_gateway
 from identity.config import IdentitySettings
 from identity.demo import load as load_demo
-from identity.keys import service as keys
 from identity.main import create_app as create_identity
 from identity.oauth.clients import ensure_platform_client
-from identity.organisations import service as organisations
-from identity.people import service as people
-from identity.people.models import Person
-from identity.testing import Visitor, give_login, settings
+from identity.testing import Visitor, access_token_for, give_login, person_named, settings
 from kit.db import Database
 from kit.identifiers import credit_code_check_character
 from kit.natsserver import NatsServer
-from kit.testing import free_port, live_server
+from kit.testing import free_port, live_server, wait_until
 
 __all__ = ["settings"]
 
@@ -102,44 +95,12 @@ def platform(settings: IdentitySettings, nats_server: NatsServer, tmp_path: Path
                 yield Platform(gateway_url, identity_app, settings, store_app.state.database)
 
 
-def _person(platform: Platform, username: str) -> Person:
-    with platform.identity_app.state.database.read_session() as session:
-        person = session.exec(select(Person).where(Person.username == username)).one()
-        session.expunge(person)
-        return person
-
-
 def _bearer(platform: Platform, username: str, scopes: str) -> dict[str, str]:
     """A token identity signs for the person, with their roles, as the platform's portal would hold."""
-    app = platform.identity_app
-    person = _person(platform, username)
-    with app.state.database.session() as session:
-        roles = [
-            RoleClaim(role=grant.role, org_id=grant.org_id, org_path=organisations.get(session, grant.org_id).path)
-            for grant in people.roles_of(session, person.id)
-            if grant.active
-        ]
-        token = keys.issue_access_token(
-            session, platform.identity_settings, subject=person.id, client_id="platform-portal",
-            scopes=scopes.split(), roles=roles,
-        )  # fmt: skip
+    person = person_named(platform.identity_app, username)
+    token = access_token_for(platform.identity_app, platform.identity_settings, person, scopes=scopes.split(),
+                             client_id="platform-portal")  # fmt: skip
     return {"Authorization": f"Bearer {token}"}
-
-
-def _wait(check: Any, what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def _school_ids(database: Database) -> dict[str, str]:
-    with database.read_session() as session:
-        rows = session.exec(select(RosterOrganisation).where(RosterOrganisation.kind == "school")).all()
-        return {row.name: row.id for row in rows}
 
 
 def _manifest() -> dict[str, Any]:
@@ -177,7 +138,7 @@ def _id_token_claims(token: str) -> dict[str, Any]:
 def test_from_submission_to_launch_and_uninstall_through_the_gateway(platform: Platform) -> None:
     with platform.identity_app.state.database.session() as session:
         load_demo(session, platform.identity_app.state.cipher)
-    schools = _wait(lambda: (ids := _school_ids(platform.app_store_database)) and len(ids) == 4 and ids, "schools")
+    schools = wait_until(lambda: (ids := school_ids(platform.app_store_database)) and len(ids) == 4 and ids, "schools")
     school, other_school = schools[SCHOOL], schools[OTHER_SCHOOL]
     api = f"{platform.gateway}/api/appstore"
     developer = _bearer(platform, "vendor.dev", "apps.develop")
@@ -245,7 +206,7 @@ def test_from_submission_to_launch_and_uninstall_through_the_gateway(platform: P
     installation_id = installed.json()["id"]
 
     # The installation reaches the gateway over NATS: the app now reads this school's classes, and only its.
-    _wait(
+    wait_until(
         lambda: (
             httpx.get(f"{platform.gateway}{ONEROSTER}/schools/{school}/classes", headers=app_bearer).status_code == 200
         ),
@@ -255,7 +216,7 @@ def test_from_submission_to_launch_and_uninstall_through_the_gateway(platform: P
     assert other.status_code == 403, other.text
 
     # A teacher of the school launches it and signs in to it with OpenID Connect.
-    teacher = _person(platform, "d1s1.teacher1")
+    teacher = person_named(platform.identity_app, "d1s1.teacher1")
     give_login(platform.identity_app, teacher, "d1s1.teacher1", "Xiamen-Teacher-2026!")
     launch = httpx.post(
         f"{api}/launches", headers=_bearer(platform, "d1s1.teacher1", "apps.read"),
@@ -274,7 +235,7 @@ def test_from_submission_to_launch_and_uninstall_through_the_gateway(platform: P
     # The school uninstalls it: the gateway refuses the app again, and identity revokes the app's tokens there.
     removed = httpx.delete(f"{api}/schools/{school}/installations/{installation_id}", headers=school_admin)
     assert removed.status_code in (200, 204), removed.text
-    _wait(
+    wait_until(
         lambda: (
             httpx.get(f"{platform.gateway}{ONEROSTER}/schools/{school}/classes", headers=app_bearer).status_code == 403
         ),

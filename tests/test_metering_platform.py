@@ -8,7 +8,6 @@ the installation, the launch) travel over NATS to metering, identity's directory
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,30 +19,24 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlmodel import select
 
 from appstore.config import AppStoreSettings
 from appstore.main import create_app as create_app_store
 from appstore.main import migrate as migrate_app_store
-from appstore.roster.models import RosterOrganisation
+from appstore.testing import school_ids
 from contracts.api.metering import CLOUDEVENTS_BATCH_MEDIA_TYPE, USAGE_REPORT_EVENT_TYPE
-from contracts.auth import RoleClaim
 from gateway.config import GatewaySettings
 from gateway.main import create_app as create_gateway
 from gateway.main import migrate as migrate_gateway
 from identity.config import IdentitySettings
 from identity.demo import load as load_demo
-from identity.keys import service as keys
 from identity.main import create_app as create_identity
 from identity.oauth.clients import ensure_platform_client
-from identity.organisations import service as organisations
-from identity.people import service as people
-from identity.people.models import Person
-from identity.testing import settings
+from identity.testing import access_token_for, person_named, settings
 from kit.db import Database
 from kit.identifiers import credit_code_check_character
 from kit.natsserver import NatsServer
-from kit.testing import free_port, live_server
+from kit.testing import free_port, live_server, wait_until
 from metering import periods
 from metering.config import MeteringSettings
 from metering.main import create_app as create_metering
@@ -103,44 +96,12 @@ def platform(settings: IdentitySettings, nats_server: NatsServer, tmp_path: Path
                 )
 
 
-def _person(platform: Platform, username: str) -> Person:
-    with platform.identity_app.state.database.read_session() as session:
-        person = session.exec(select(Person).where(Person.username == username)).one()
-        session.expunge(person)
-        return person
-
-
 def _bearer(platform: Platform, username: str, scopes: str) -> dict[str, str]:
     """A token identity signs for the person, with their roles, as the platform's portal would hold."""
-    app = platform.identity_app
-    person = _person(platform, username)
-    with app.state.database.session() as session:
-        roles = [
-            RoleClaim(role=grant.role, org_id=grant.org_id, org_path=organisations.get(session, grant.org_id).path)
-            for grant in people.roles_of(session, person.id)
-            if grant.active
-        ]
-        token = keys.issue_access_token(
-            session, platform.identity_settings, subject=person.id, client_id="platform-portal",
-            scopes=scopes.split(), roles=roles,
-        )  # fmt: skip
+    person = person_named(platform.identity_app, username)
+    token = access_token_for(platform.identity_app, platform.identity_settings, person, scopes=scopes.split(),
+                             client_id="platform-portal")  # fmt: skip
     return {"Authorization": f"Bearer {token}"}
-
-
-def _wait(check: Any, what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def _school_ids(database: Database) -> dict[str, str]:
-    with database.read_session() as session:
-        rows = session.exec(select(RosterOrganisation).where(RosterOrganisation.kind == "school")).all()
-        return {row.name: row.id for row in rows}
 
 
 def _manifest() -> dict[str, Any]:
@@ -227,7 +188,7 @@ def _launches_counted(platform: Platform, reader: dict[str, str], app_id: str) -
 def test_launches_and_reported_units_are_counted_once_through_the_gateway(platform: Platform) -> None:
     with platform.identity_app.state.database.session() as session:
         load_demo(session, platform.identity_app.state.cipher)
-    schools = _wait(lambda: (ids := _school_ids(platform.app_store_database)) and len(ids) == 4 and ids, "schools")
+    schools = wait_until(lambda: (ids := school_ids(platform.app_store_database)) and len(ids) == 4 and ids, "schools")
     school, other_school = schools[SCHOOL], schools[OTHER_SCHOOL]
     app_id, installation_id, client_id, client_secret = _published_and_installed(platform, school)
     city_reader = _bearer(platform, "city.admin", "metering.read")
@@ -239,7 +200,7 @@ def test_launches_and_reported_units_are_counted_once_through_the_gateway(platfo
     )  # fmt: skip
     assert launch.status_code in (200, 201), launch.text
     launch_id = parse_qs(urlsplit(launch.json()["url"]).query)["login_hint"][0]
-    _wait(lambda: _launches_counted(platform, city_reader, app_id) == 1, "metering to count the launch")
+    wait_until(lambda: _launches_counted(platform, city_reader, app_id) == 1, "metering to count the launch")
 
     # (b) The app reports units of that launch with its own client-credentials token: accepted, then a duplicate.
     issued = httpx.post(

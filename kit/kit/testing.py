@@ -83,6 +83,17 @@ def database_with_tables(url: str, *models: type[SQLModel]) -> Database:
     return database
 
 
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    """Poll ``check`` until it returns something truthy (and return it); fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now, for a server whose URL must be known before it starts."""
     with socket.socket() as probe:

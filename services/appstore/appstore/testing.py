@@ -76,3 +76,14 @@ def build_city(database: Database, issuer: TestIssuer) -> TestCity:
 @pytest.fixture
 def city(app: FastAPI, issuer: TestIssuer) -> TestCity:
     return build_city(app.state.database, issuer)
+
+
+def school_ids(database: Database) -> dict[str, str]:
+    """The schools of the app store's directory projection, by name."""
+    from sqlmodel import select
+
+    from appstore.roster.models import RosterOrganisation
+
+    with database.read_session() as session:
+        rows = session.exec(select(RosterOrganisation).where(RosterOrganisation.kind == "school")).all()
+        return {row.name: row.id for row in rows}

@@ -18,6 +18,7 @@ import httpx
 import openpyxl
 import pytest
 from fastapi import FastAPI
+from sqlmodel import select
 
 from contracts.auth import RoleClaim
 from identity.config import IdentitySettings
@@ -136,22 +137,39 @@ def directory(app: FastAPI) -> Directory:
 TokenFactory = Callable[..., str]
 
 
+def access_token_for(
+    app: FastAPI, settings: IdentitySettings, person: Person, *, scopes: Sequence[str] = REQUIRED_SCOPES,
+    **overrides: Any,
+) -> str:  # fmt: skip
+    """A real access token signed with the service's current key, acting as ``person`` with their active roles."""
+    database: Database = app.state.database
+    with database.session() as session:
+        roles = []
+        for grant in people.roles_of(session, person.id):
+            if grant.active:
+                path = organisations.get(session, grant.org_id).path
+                roles.append(RoleClaim(role=grant.role, org_id=grant.org_id, org_path=path))
+        fields: dict[str, Any] = {"client_id": "platform-admin-console", **overrides}
+        return keys.issue_access_token(
+            session, settings, subject=person.id, scopes=list(scopes), roles=roles, **fields
+        )  # fmt: skip
+
+
+def person_named(app: FastAPI, username: str) -> Person:
+    """The person with this login, detached from the session."""
+    database: Database = app.state.database
+    with database.read_session() as session:
+        person = session.exec(select(Person).where(Person.username == username)).one()
+        session.expunge(person)
+        return person
+
+
 @pytest.fixture
 def token_for(app: FastAPI, settings: IdentitySettings) -> TokenFactory:
     """A real access token signed with the service's current key, acting as ``person``."""
 
     def issue(person: Person, *, scopes: tuple[str, ...] = REQUIRED_SCOPES, **overrides: object) -> str:
-        database: Database = app.state.database
-        with database.session() as session:
-            roles = []
-            for grant in people.roles_of(session, person.id):
-                if grant.active:
-                    path = organisations.get(session, grant.org_id).path
-                    roles.append(RoleClaim(role=grant.role, org_id=grant.org_id, org_path=path))
-            return keys.issue_access_token(
-                session, settings, subject=person.id, client_id="platform-admin-console", scopes=list(scopes),
-                roles=roles, **overrides,
-            )  # fmt: skip
+        return access_token_for(app, settings, person, scopes=scopes, **overrides)
 
     return issue
 

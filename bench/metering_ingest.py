@@ -656,48 +656,81 @@ def report(results: list[RunResult]) -> bool:
 
 
 def profile_handler(args: argparse.Namespace, base_dir: Path) -> int:
-    """The consumer's database work without NATS: parse + ``EventConsumer._apply_many`` per batch, under cProfile."""
+    """The consumers' database work without NATS: parse + ``EventConsumer._apply_many`` per batch, under cProfile.
+
+    The same mix as the runs (``--api-share``): launches go to the app store's consumer in batches of
+    ``--batch-size`` messages, the gateway's record batches to its consumer in batches of
+    METERING_GATEWAY_BATCH_MESSAGES, in publishing order.
+    """
     from contracts.envelope import EventEnvelope
     from kit.inbox import EventConsumer
     from kit.migrations import upgrade
     from metering.config import MeteringSettings
     from metering.main import MIGRATIONS
-    from metering.usage.handlers import APPSTORE_SUBJECTS, build_appstore_handler
+    from metering.usage.handlers import (
+        APPSTORE_SUBJECTS,
+        GATEWAY_SUBJECTS,
+        build_appstore_handler,
+        build_gateway_handler,
+    )
 
     events = args.profile
     city = City(apps=args.apps, schools=args.schools, users=args.users)
-    workload = launch_workload(city, events, 0.0, seed=args.seed, tag="profile")
+    workload = launch_workload(
+        city, events, 0.0, seed=args.seed, tag="profile", api_share=args.api_share,
+        records_per_batch=args.records_per_batch,
+    )  # fmt: skip
     with scratch_database(args.postgres, base_dir, "profile") as url:
         upgrade(url, MIGRATIONS)
         settings = MeteringSettings(database_url=url, environment="test")
         database = Database(url)
-        consumer = EventConsumer(
+        appstore = EventConsumer(
             service="metering", name=APPSTORE_CONSUMER, stream=APPSTORE.name, subjects=APPSTORE_SUBJECTS,
             batch_handler=build_appstore_handler(settings), database=database, link=None,
         )  # fmt: skip
+        gateway = EventConsumer(
+            service="metering", name=GATEWAY_CONSUMER, stream=GATEWAY.name, subjects=GATEWAY_SUBJECTS,
+            batch_handler=build_gateway_handler(settings), database=database, link=None,
+        )  # fmt: skip
         facts = city.facts()
         for start in range(0, len(facts), 500):
-            consumer._apply_many([EventEnvelope.from_json_bytes(body) for _, body, _ in facts[start : start + 500]])
-        bodies = [body for _, body, _ in workload.messages]
+            appstore._apply_many([EventEnvelope.from_json_bytes(body) for _, body, _ in facts[start : start + 500]])
+        pending: dict[str, list[bytes]] = {GATEWAY_CONSUMER: [], APPSTORE_CONSUMER: []}
+        limits = {GATEWAY_CONSUMER: settings.gateway_batch_messages, APPSTORE_CONSUMER: args.batch_size}
+        consumers = {GATEWAY_CONSUMER: gateway, APPSTORE_CONSUMER: appstore}
         profiler = cProfile.Profile()
         parse_seconds = apply_seconds = 0.0
-        started = time.perf_counter()
-        for start in range(0, len(bodies), args.batch_size):
+
+        def apply(name: str) -> None:
+            nonlocal parse_seconds, apply_seconds
+            bodies = pending[name]
+            if not bodies:
+                return
             if args.cprofile:
                 profiler.enable()
             t0 = time.perf_counter()
-            envelopes = [EventEnvelope.from_json_bytes(body) for body in bodies[start : start + args.batch_size]]
+            envelopes = [EventEnvelope.from_json_bytes(body) for body in bodies]
             t1 = time.perf_counter()
-            consumer._apply_many(envelopes)
+            consumers[name]._apply_many(envelopes)
             t2 = time.perf_counter()
             profiler.disable()
             parse_seconds += t1 - t0
             apply_seconds += t2 - t1
+            bodies.clear()
+
+        started = time.perf_counter()
+        for subject, body, _ in workload.messages:
+            name = GATEWAY_CONSUMER if subject in GATEWAY_SUBJECTS else APPSTORE_CONSUMER
+            pending[name].append(body)
+            if len(pending[name]) >= limits[name]:
+                apply(name)
+        apply(GATEWAY_CONSUMER)
+        apply(APPSTORE_CONSUMER)
         wall = time.perf_counter() - started
         database.dispose()
-    print(f"in-process handler, {database.dialect}, {events:,} launches in batches of {args.batch_size} "
+    print(f"in-process handlers, {database.dialect}, {events:,} usage events ({args.api_share:.0%} API calls) "
           f"(no NATS, no HTTP{'; cProfile on, ~2x slow' if args.cprofile else ''})")  # fmt: skip
-    print(f"  wall {wall:.2f} s = {events / wall:,.0f} launches/s; parse envelopes {parse_seconds:.2f} s, "
+    print(f"  wall {wall:.2f} s = {events / wall:,.0f} events/s; parse envelopes {parse_seconds:.2f} s, "
           f"_apply_many {apply_seconds:.2f} s")  # fmt: skip
     if not args.cprofile:
         return 0

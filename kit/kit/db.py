@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, MetaData, Table, create_engine, event, insert, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, event, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import sessionmaker
@@ -245,6 +245,82 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
         f"VALUES ({', '.join([placeholder] * len(columns))})"
     )
     connection.exec_driver_sql(statement, list(rows))
+
+
+def insert_new_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    key: Sequence[str],
+) -> set[tuple[Any, ...]]:
+    """Insert the rows whose ``key`` (a unique constraint's columns) is not in the table yet; returns the keys inserted.
+
+    Rows repeating a key within ``rows`` must be removed by the caller. On PostgreSQL one statement does it all
+    (``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING``): the unique index decides, so the answer
+    never depends on the planner's statistics of a table that grows fast (a look-up by key on a freshly filled table
+    was planned as a scan of all its rows), and a concurrent writer of the same key is waited for, then skipped.
+    Elsewhere the keys are looked up, then the new rows go through :func:`insert_rows` (SQLite's single writer
+    makes the two steps safe).
+    """
+    if not rows:
+        return set()
+    positions = [list(columns).index(name) for name in key]
+    connection = session.connection()
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        arrays = [f"%s::{table.c[name].type.compile(dialect)}[]" for name in columns]
+        statement = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)}) "  # noqa: S608 - names from the table
+            f"SELECT * FROM unnest({', '.join(arrays)}) "
+            f"ON CONFLICT ({', '.join(quote(name) for name in key)}) DO NOTHING "
+            f"RETURNING {', '.join(quote(name) for name in key)}"
+        )
+        with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute(statement, [list(values) for values in zip(*rows, strict=True)])
+            return {tuple(found) for found in cursor.fetchall()}
+    keys = [tuple(row[position] for position in positions) for row in rows]
+    existing = _existing_keys(session, table, key, keys)
+    fresh = [row for row, row_key in zip(rows, keys, strict=True) if row_key not in existing]
+    insert_rows(session, table, columns, fresh)
+    return {row_key for row_key in keys if row_key not in existing}
+
+
+# Keys looked up per query; well under every database's limit on bound parameters.
+_LOOKUP_CHUNK = 400
+
+
+def _existing_keys(
+    session: Session, table: Table, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
+) -> set[tuple[Any, ...]]:
+    """Which of ``keys`` the table holds: grouped by all but the key's last column, the last one looked up by IN."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for row_key in keys:
+        groups.setdefault(row_key[:-1], []).append(row_key[-1])
+    connection = session.connection()
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    placeholder = _PLACEHOLDERS.get(dialect.paramstyle)
+    found: set[tuple[Any, ...]] = set()
+    for prefix, lasts in groups.items():
+        for start in range(0, len(lasts), _LOOKUP_CHUNK):
+            chunk = lasts[start : start + _LOOKUP_CHUNK]
+            if placeholder is None:
+                condition = [table.c[name] == value for name, value in zip(key, prefix, strict=True)]
+                statement = select(table.c[key[-1]]).where(*condition, table.c[key[-1]].in_(chunk))
+                rows = connection.execute(statement)
+            else:
+                # Sent as written: compiling an expanding IN for each batch costs more than the look-up itself.
+                condition_sql = "".join(f"{quote(name)} = {placeholder} AND " for name in key[:-1])
+                marks = ", ".join([placeholder] * len(chunk))
+                rows = connection.exec_driver_sql(
+                    f"SELECT {quote(key[-1])} FROM {quote(table.name)} "  # noqa: S608 - names from the table
+                    f"WHERE {condition_sql}{quote(key[-1])} IN ({marks})",
+                    (*prefix, *chunk),
+                )
+            found.update((*prefix, last) for (last,) in rows)
+    return found
 
 
 def add_to_counters(

@@ -22,7 +22,7 @@ from opentelemetry import propagate, trace
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, Session, SQLModel
 
 from contracts.envelope import EventEnvelope
 from contracts.messaging import (
@@ -35,7 +35,7 @@ from contracts.messaging import (
     HEADER_ORIGINAL_SUBJECT,
     dead_letter_subject,
 )
-from kit.db import Database, insert_rows
+from kit.db import Database, insert_new_rows
 from kit.messaging import NatsLink
 
 logger = logging.getLogger("kit.inbox")
@@ -254,29 +254,25 @@ class EventConsumer:
         return True
 
     def _apply_many(self, envelopes: list[EventEnvelope]) -> int:
-        """Apply the events not applied before, together; returns how many were new."""
+        """Apply the events not applied before, together; returns how many were new.
+
+        The processed ids are inserted first, in the same transaction as the handler's writes: the table's key picks
+        the new events (and waits for a replica applying the same batch, then skips what it committed).
+        """
+        unique: dict[str, EventEnvelope] = {}
+        for envelope in envelopes:
+            unique.setdefault(envelope.id, envelope)  # the same event twice in one batch counts once
         with self.database.session() as session:
-            ids = list({envelope.id for envelope in envelopes})
-            seen = set(
-                session.exec(
-                    select(ProcessedEvent.event_id).where(
-                        ProcessedEvent.consumer == self.name, col(ProcessedEvent.event_id).in_(ids)
-                    )
-                )
-            )
-            fresh: list[EventEnvelope] = []
-            for envelope in envelopes:
-                if envelope.id not in seen:
-                    seen.add(envelope.id)  # the same event twice in one batch counts once
-                    fresh.append(envelope)
+            processed_at = datetime.now(UTC)
+            # Straight to the driver: building a model object per id costs more than the handler's own inserts.
+            new_keys = insert_new_rows(
+                session, ProcessedEvent.__table__, ("consumer", "event_id", "event_type", "processed_at"),  # type: ignore[attr-defined]
+                [(self.name, envelope.id, envelope.type, processed_at) for envelope in unique.values()],
+                ("consumer", "event_id"),
+            )  # fmt: skip
+            fresh = [envelope for envelope in unique.values() if (self.name, envelope.id) in new_keys]
             if fresh:
                 self.handler(session, fresh)
-                # Straight to the driver: building a model object per id costs more than the handler's own inserts.
-                processed_at = datetime.now(UTC)
-                insert_rows(
-                    session, ProcessedEvent.__table__, ("consumer", "event_id", "event_type", "processed_at"),  # type: ignore[attr-defined]
-                    [(self.name, envelope.id, envelope.type, processed_at) for envelope in fresh],
-                )  # fmt: skip
         return len(fresh)
 
     @staticmethod

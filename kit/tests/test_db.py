@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel, select
 
-from kit.db import Database, after_commit, insert_rows
+from kit.db import Database, after_commit, insert_new_rows, insert_rows
 from kit.testing import database_with_tables
 
 
@@ -28,8 +28,80 @@ class Stamp(SQLModel, table=True):
     note: str | None = None
 
 
+class Entry(SQLModel, table=True):
+    __tablename__ = "kit_test_entry"
+    __table_args__ = (sa.UniqueConstraint("source", "ref", name="uq_kit_test_entry_source_ref"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=16)
+    ref: str = Field(max_length=64)
+    amount: int = Field(sa_type=sa.BigInteger)
+    at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    note: str | None = Field(default=None, max_length=100)
+
+
+ENTRIES: sa.Table = Entry.__table__  # type: ignore[attr-defined]
+ENTRY_COLUMNS = ("source", "ref", "amount", "at", "note")
+ENTRY_KEY = ("source", "ref")
+
+
 def make_database(url: str) -> Database:
-    return database_with_tables(url, Counter, Stamp)
+    return database_with_tables(url, Counter, Stamp, Entry)
+
+
+def test_only_rows_with_a_new_key_are_inserted_and_their_keys_returned(database_url: str) -> None:
+    database = make_database(database_url)
+    moment = datetime(2026, 11, 30, 23, 59, 59, 5, tzinfo=UTC)
+    with database.session() as session:
+        first = insert_new_rows(
+            session, ENTRIES, ENTRY_COLUMNS,
+            [("gateway", "a", 1, moment, None), ("gateway", "b", 2, moment, None), ("vendor", "a", 3, moment, "备注")],
+            ENTRY_KEY,
+        )  # fmt: skip
+    assert first == {("gateway", "a"), ("gateway", "b"), ("vendor", "a")}
+    with database.session() as session:
+        second = insert_new_rows(
+            session, ENTRIES, ENTRY_COLUMNS,
+            [("gateway", "b", 20, moment, "again"), ("vendor", "b", 4, moment, None), ("vendor", "a", 3, moment, None)],
+            ENTRY_KEY,
+        )  # fmt: skip
+    assert second == {("vendor", "b")}
+    with database.read_session() as session:
+        stored = {(row.source, row.ref): (row.amount, row.note) for row in session.exec(select(Entry))}
+        at_moment = session.exec(select(sa.func.count()).select_from(Entry).where(Entry.at == moment)).one()
+    # The first row of a key stands: a repeat changes nothing.
+    assert stored == {
+        ("gateway", "a"): (1, None),
+        ("gateway", "b"): (2, None),
+        ("vendor", "a"): (3, "备注"),
+        ("vendor", "b"): (4, None),
+    }
+    assert at_moment == 4
+
+
+def test_a_writer_of_the_same_key_is_waited_for_then_skipped(database_url: str) -> None:
+    database = make_database(database_url)
+    moment = datetime(2026, 11, 2, tzinfo=UTC)
+    inserted: list[set[tuple[object, ...]]] = []
+    started = threading.Event()
+
+    launch = [("appstore", "launch-1", 1, moment, None)]
+
+    def second_writer() -> None:
+        started.set()
+        with database.session() as session:
+            inserted.append(insert_new_rows(session, ENTRIES, ENTRY_COLUMNS, launch, ENTRY_KEY))
+
+    with database.session() as session:
+        assert insert_new_rows(session, ENTRIES, ENTRY_COLUMNS, launch, ENTRY_KEY) == {("appstore", "launch-1")}
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        started.wait(5)
+        thread.join(0.5)
+        assert thread.is_alive(), "the second writer must wait for the first one's transaction"
+    thread.join(10)
+    assert inserted == [set()]
+    with database.read_session() as session:
+        assert session.exec(select(sa.func.count()).select_from(Entry)).one() == 1
 
 
 def test_rows_inserted_through_the_driver_read_back_like_rows_the_orm_wrote(database_url: str) -> None:

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from kit.db import add_to_counters, driver_placeholder, insert_rows
+from kit.db import add_to_counters, insert_new_rows
 from metering import periods
 from metering.projections.models import InstallationSpan, MeteredApp, PricePlan
 from metering.statements.models import BillingPeriod
@@ -158,6 +158,10 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+# (app, school) pairs looked up per query; well under every database's limit on bound parameters.
+_PAIRS_PER_QUERY = 200
+
+
 def _load_context(session: Session, inputs: Sequence[UsageInput]) -> _Context:
     hold_classification_lock(session, exclusive=False)
     app_ids = sorted({item.app_id for item in inputs})
@@ -172,8 +176,8 @@ def _load_context(session: Session, inputs: Sequence[UsageInput]) -> _Context:
     pairs = sorted({(item.app_id, item.school_id) for item in inputs if item.school_id})
     spans: dict[tuple[str, str], list[_Span]] = defaultdict(list)
     table = InstallationSpan.__table__
-    for start in range(0, len(pairs), _LOOKUP_CHUNK // 2):
-        chunk = pairs[start : start + _LOOKUP_CHUNK // 2]
+    for start in range(0, len(pairs), _PAIRS_PER_QUERY):
+        chunk = pairs[start : start + _PAIRS_PER_QUERY]
         # Plain rows (attribute access), not ORM objects: a batch can touch hundreds of installations.
         statement = sa.select(table.c.app_id, table.c.school_id, table.c.granted_at, table.c.removed_at).where(
             sa.tuple_(table.c.app_id, table.c.school_id).in_(chunk)
@@ -243,51 +247,16 @@ _LEDGER_COLUMNS = [column.name for column in _LEDGER.c if column.name != "id"]
 _ledger_values = operator.itemgetter(*_LEDGER_COLUMNS)
 _TOTALS = UsageTotal.__table__
 _MONTH_TOTALS = UsageMonthTotal.__table__
-# Keys looked up per query; well under every database's limit on bound parameters.
-_LOOKUP_CHUNK = 400
-
-
-def _existing_keys(session: Session, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-    by_source: dict[str, list[str]] = defaultdict(list)
-    for source, event_id in keys:
-        by_source[source].append(event_id)
-    placeholder = driver_placeholder(session)
-    connection = session.connection()
-    for source, event_ids in by_source.items():
-        for start in range(0, len(event_ids), _LOOKUP_CHUNK):
-            chunk = event_ids[start : start + _LOOKUP_CHUNK]
-            if placeholder is None:
-                statement = sa.select(_LEDGER.c.source_event_id).where(
-                    _LEDGER.c.source == source, _LEDGER.c.source_event_id.in_(chunk)
-                )
-                rows = connection.execute(statement)
-            else:
-                # Sent as written: compiling an expanding IN for each batch costs more than the lookup itself.
-                marks = ", ".join([placeholder] * len(chunk))
-                rows = connection.exec_driver_sql(
-                    f"SELECT source_event_id FROM usage_event WHERE source = {placeholder} "  # noqa: S608 - placeholders only
-                    f"AND source_event_id IN ({marks})",
-                    (source, *chunk),
-                )
-            found.update((source, event_id) for (event_id,) in rows)
-    return found
+_LEDGER_KEY = ("source", "source_event_id")
 
 
 def _insert_new(session: Session, rows: list[dict[str, object]]) -> set[tuple[str, str]]:
-    """Insert the ledger rows not there yet; returns the (source, id) keys that were new.
+    """Insert the ledger rows not there yet (one row per key); returns the (source, id) keys that were new.
 
-    Look up, then insert plainly with one executemany (compiled once, cached): much faster than a conflict clause
-    with RETURNING. Two replicas inserting the same key at once is still safe: the unique index refuses the second,
-    its transaction rolls back, and the consumer applies that batch again, when the key is found and skipped.
+    The unique key decides (:func:`kit.db.insert_new_rows`): two replicas inserting the same event at once both
+    succeed, and only one of them counts it.
     """
-    if not rows:
-        return set()
-    keys = [(str(row["source"]), str(row["source_event_id"])) for row in rows]
-    existing = _existing_keys(session, keys)
-    fresh = [row for row, key in zip(rows, keys, strict=True) if key not in existing]
-    insert_rows(session, _LEDGER, _LEDGER_COLUMNS, [_ledger_values(row) for row in fresh])
-    return {key for key in keys if key not in existing}
+    return insert_new_rows(session, _LEDGER, _LEDGER_COLUMNS, [_ledger_values(row) for row in rows], _LEDGER_KEY)
 
 
 _TotalKey = tuple[str, date, str, str, str, int, str]

@@ -24,7 +24,7 @@ $(UV):
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.installed: $(UV) uv.lock pyproject.toml contracts/pyproject.toml kit/pyproject.toml gateway/pyproject.toml $(wildcard services/*/pyproject.toml)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 install: $(VENV)/.installed

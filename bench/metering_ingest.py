@@ -310,9 +310,11 @@ async def stream_messages(js: JetStreamContext, stream: str) -> int:
 class MeteringService:
     """``python -m metering serve`` as a child process: started, stopped, or killed -9."""
 
-    def __init__(self, database_url: str, nats_url: str, work_dir: Path, batch_size: int | None = None) -> None:
+    def __init__(
+        self, database_url: str, nats_url: str, work_dir: Path, batch_size: int | None = None, replica: int = 0
+    ) -> None:
         self.port = free_port()
-        self.log_file = work_dir / "metering.log"
+        self.log_file = work_dir / ("metering.log" if replica == 0 else f"metering-{replica}.log")
         self.env = {
             **os.environ,
             "METERING_DATABASE_URL": database_url,
@@ -538,6 +540,12 @@ async def run_ingest(args: argparse.Namespace, mode: str, batch_size: int, event
     client: NatsClient | None = None
     with scratch_database(args.postgres, work_dir, "metering") as database_url:
         service = MeteringService(database_url, server.url, work_dir, batch_size)
+        # Further replicas: members of the same durable consumers, as Kubernetes runs them (JetStream shares out
+        # the messages).
+        replicas = [
+            MeteringService(database_url, server.url, work_dir, batch_size, replica)
+            for replica in range(1, args.replicas)
+        ]
         ledger = Ledger(database_url)
         try:
             service.migrate()
@@ -557,8 +565,12 @@ async def run_ingest(args: argparse.Namespace, mode: str, batch_size: int, event
                 service.stop()
                 result.publish_seconds = await publish_all(js, workload.messages)
                 service.start()
+                for replica in replicas:
+                    replica.start()
             else:
                 service.start()
+                for replica in replicas:
+                    replica.start()
                 await publish_all(js, facts)
                 await wait_for(city.installations, ledger.installations)
                 stop = asyncio.Event()
@@ -582,7 +594,9 @@ async def run_ingest(args: argparse.Namespace, mode: str, batch_size: int, event
                 stop.set()
                 await asyncio.wait_for(watcher, 30)
                 result.latencies = [seen_at[key] - sent_at[key] for key in sent_at if key in seen_at]
-            result.service_cpu = process_cpu_seconds(service.process.pid)
+            result.service_cpu = sum(
+                process_cpu_seconds(each.process.pid) for each in (service, *replicas) if each.process is not None
+            )
             result.published = len(workload.messages)
             result.stream_messages = await stream_messages(js, APPSTORE.name)
             if workload.expected.api_calls:
@@ -596,7 +610,8 @@ async def run_ingest(args: argparse.Namespace, mode: str, batch_size: int, event
             result.totals = ledger.totals_by_meter()
             result.statuses = ledger.statuses()
         finally:
-            service.stop()
+            for each in (service, *replicas):
+                each.stop()
             if client is not None:
                 await client.close()
             ledger.close()
@@ -784,6 +799,7 @@ def main() -> int:
     parser.add_argument("--live-rate", type=float, default=0.0, help="pace the live publisher (events/s; 0: flat out)")
     parser.add_argument("--max-pending", type=int, default=4000, help="publish_async_max_pending")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between latency polls of the database")
+    parser.add_argument("--replicas", type=int, default=1, help="metering processes sharing the consumers (1)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--postgres", help="PostgreSQL admin URL; each run gets a scratch database next to it")
     parser.add_argument("--profile", type=int, default=0, help="only profile the handler in-process on N launches")

@@ -6,13 +6,16 @@ any error, so a request never leaves a half-written record.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine, MetaData, Table, create_engine, event, insert, select, text
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import sessionmaker
@@ -186,7 +189,7 @@ def _converted(
     processors = [
         (index, convert)
         for index, name in enumerate(columns)
-        if (convert := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        if (convert := _bind_processor(table.c[name].type.dialect_impl(dialect), dialect)) is not None
     ]
     if not processors:
         return rows
@@ -206,6 +209,28 @@ def _converted(
                 last[index] = (value, result)
         converted.append(tuple(values))
     return converted
+
+
+_SQLITE_DATETIME_FORMAT = sqlite_dialect.DATETIME()._storage_format
+
+
+def _bind_processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """The type's conversion of a value for the driver; for SQLite's datetimes the same text as SQLAlchemy's own
+    (its default storage format is ISO 8601 with a space and microseconds, the wall time without an offset) made by
+    ``isoformat`` in C, a few times faster than formatting each field."""
+    convert = type_.bind_processor(dialect)
+    if convert is None or not (
+        isinstance(type_, sqlite_dialect.DATETIME) and type_._storage_format == _SQLITE_DATETIME_FORMAT
+    ):
+        return convert
+    fallback = convert
+
+    def to_text(value: Any) -> Any:
+        if type(value) is datetime:
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return fallback(value)
+
+    return to_text
 
 
 def driver_placeholder(session: Session) -> str | None:
@@ -266,6 +291,7 @@ def insert_new_rows(
     if not rows:
         return set()
     positions = [list(columns).index(name) for name in key]
+    key_of = operator.itemgetter(*positions) if len(positions) > 1 else (lambda row: (row[positions[0]],))
     connection = session.connection()
     dialect = connection.dialect
     quote = dialect.identifier_preparer.quote
@@ -280,7 +306,7 @@ def insert_new_rows(
         with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
             cursor.execute(statement, [list(values) for values in zip(*rows, strict=True)])
             return {tuple(found) for found in cursor.fetchall()}
-    keys = [tuple(row[position] for position in positions) for row in rows]
+    keys = [key_of(row) for row in rows]
     existing = _existing_keys(session, table, key, keys)
     fresh = [row for row, row_key in zip(rows, keys, strict=True) if row_key not in existing]
     insert_rows(session, table, columns, fresh)

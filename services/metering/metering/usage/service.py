@@ -24,12 +24,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from kit.db import add_to_counters, insert_new_rows
+from kit.db import add_to_counters, driver_placeholder, insert_new_rows
 from metering import periods
 from metering.projections.models import InstallationSpan, MeteredApp, PricePlan
 from metering.statements.models import BillingPeriod
@@ -175,16 +175,12 @@ def _load_context(session: Session, inputs: Sequence[UsageInput]) -> _Context:
         plans[plan.app_id].append(plan)
     pairs = sorted({(item.app_id, item.school_id) for item in inputs if item.school_id})
     spans: dict[tuple[str, str], list[_Span]] = defaultdict(list)
-    table = InstallationSpan.__table__
     for start in range(0, len(pairs), _PAIRS_PER_QUERY):
-        chunk = pairs[start : start + _PAIRS_PER_QUERY]
-        # Plain rows (attribute access), not ORM objects: a batch can touch hundreds of installations.
-        statement = sa.select(table.c.app_id, table.c.school_id, table.c.granted_at, table.c.removed_at).where(
-            sa.tuple_(table.c.app_id, table.c.school_id).in_(chunk)
-        )
-        for app_id, school_id, granted_at, removed_at in session.connection().execute(statement):
+        for app_id, school_id, granted_at, removed_at in _installation_rows(
+            session, pairs[start : start + _PAIRS_PER_QUERY]
+        ):
             spans[(app_id, school_id)].append(
-                _Span(_aware(granted_at), None if removed_at is None else _aware(removed_at))
+                _Span(_moment(granted_at), None if removed_at is None else _moment(removed_at))
             )
     context = _Context(apps=apps, plans=plans, spans=spans, closed=closed_periods(session))
     launch_ids = sorted({item.launch_id for item in inputs if item.launch_id and item.source == "vendor"})
@@ -195,6 +191,35 @@ def _load_context(session: Session, inputs: Sequence[UsageInput]) -> _Context:
             context.launches[event.source_event_id] = event
         context.reported_per_launch = reported_units_by_launch(session, launch_ids)
     return context
+
+
+def _installation_rows(session: Session, pairs: Sequence[tuple[str, str]]) -> Iterable[Sequence[Any]]:
+    """The installation spans of these (app, school) pairs as plain driver rows: a batch can touch a thousand
+    installations, and compiling the expanding tuple IN and processing each row through SQLAlchemy cost more than
+    the look-up. Each dialect gets the row-value IN it plans on the (app, school) index."""
+    placeholder = driver_placeholder(session)
+    connection = session.connection()
+    if placeholder is None:
+        table = InstallationSpan.__table__
+        return connection.execute(
+            sa.select(table.c.app_id, table.c.school_id, table.c.granted_at, table.c.removed_at).where(
+                sa.tuple_(table.c.app_id, table.c.school_id).in_(pairs)
+            )
+        )
+    marks = ", ".join([f"({placeholder}, {placeholder})"] * len(pairs))
+    values = f"VALUES {marks}" if connection.dialect.name == "sqlite" else marks
+    return connection.exec_driver_sql(
+        "SELECT app_id, school_id, granted_at, removed_at FROM installation_span "  # noqa: S608 - placeholders only
+        f"WHERE (app_id, school_id) IN ({values})",
+        tuple(value for pair in pairs for value in pair),
+    )
+
+
+def _moment(value: datetime | str) -> datetime:
+    """A stored moment from the driver: SQLite gives SQLAlchemy's text (UTC wall time), PostgreSQL a datetime."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return _aware(value)
 
 
 def reported_units_by_launch(session: Session, launch_ids: Sequence[str]) -> dict[str, int]:

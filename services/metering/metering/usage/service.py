@@ -287,36 +287,38 @@ def _insert_new(session: Session, rows: list[dict[str, object]]) -> set[tuple[st
 _TotalKey = tuple[str, date, str, str, str, int, str]
 
 
+# The aggregates' primary keys, in the order of ``_TotalKey`` (checked below), then the counters.
+_DAILY_KEY = ("billing_period", "usage_day", "app_id", "school_id", "meter", "plan_id", "status")
+_MONTHLY_KEY = ("billing_period", "usage_period", "app_id", "school_id", "meter", "plan_id", "status")
+_COUNTERS = ("quantity", "events")
+assert [column.name for column in _TOTALS.primary_key.columns] == list(_DAILY_KEY)
+assert [column.name for column in _MONTH_TOTALS.primary_key.columns] == list(_MONTHLY_KEY)
+
+
 def _add_to_totals(session: Session, deltas: dict[_TotalKey, tuple[int, int]]) -> None:
-    """Add (quantity, events) to the daily and monthly aggregates, creating rows as needed."""
+    """Add (quantity, events) to the daily and monthly aggregates, creating rows as needed (rows sorted by key, so
+    concurrent writers lock them in the same order)."""
     if not deltas:
         return
-    daily = [
-        {
-            "billing_period": key[0], "usage_day": key[1], "app_id": key[2], "school_id": key[3], "meter": key[4],
-            "plan_id": key[5], "status": key[6], "quantity": quantity, "events": events,
-        }
-        for key, (quantity, events) in sorted(deltas.items())
-    ]  # fmt: skip
-    monthly_deltas: dict[tuple[str, str, str, str, str, int, str], list[int]] = defaultdict(lambda: [0, 0])
-    for key, (quantity, events) in deltas.items():
-        month_key = (key[0], periods.period_of_day(key[1]), key[2], key[3], key[4], key[5], key[6])
-        monthly_deltas[month_key][0] += quantity
-        monthly_deltas[month_key][1] += events
-    monthly = [
-        {
-            "billing_period": key[0], "usage_period": key[1], "app_id": key[2], "school_id": key[3], "meter": key[4],
-            "plan_id": key[5], "status": key[6], "quantity": quantity, "events": events,
-        }
-        for key, (quantity, events) in sorted(monthly_deltas.items())
-    ]  # fmt: skip
-    for table, rows in ((_TOTALS, daily), (_MONTH_TOTALS, monthly)):
-        keys = [column.name for column in table.primary_key.columns]
-        add_to_counters(session, table, keys, ("quantity", "events"), [_row_values(row, keys) for row in rows])
-
-
-def _row_values(row: dict[str, object], keys: list[str]) -> tuple[object, ...]:
-    return (*(row[name] for name in keys), row["quantity"], row["events"])
+    monthly: dict[tuple[str, str, str, str, str, int, str], list[int]] = {}
+    month_of: dict[date, str] = {}
+    for (billing_period, day, app_id, school_id, meter, plan_id, status), (quantity, events) in deltas.items():
+        month = month_of.get(day)
+        if month is None:
+            month = month_of[day] = periods.period_of_day(day)
+        key = (billing_period, month, app_id, school_id, meter, plan_id, status)
+        found = monthly.get(key)
+        if found is None:
+            monthly[key] = [quantity, events]
+        else:
+            found[0] += quantity
+            found[1] += events
+    add_to_counters(
+        session, _TOTALS, _DAILY_KEY, _COUNTERS, [(*key, *counts) for key, counts in sorted(deltas.items())]
+    )
+    add_to_counters(
+        session, _MONTH_TOTALS, _MONTHLY_KEY, _COUNTERS, [(*key, *counts) for key, counts in sorted(monthly.items())]
+    )
 
 
 _TOTAL_KEY_FIELDS = ("billing_period", "usage_day", "app_id", "school_id", "meter", "plan_id", "status")

@@ -143,7 +143,8 @@ class Database:
             session.close()
 
     def ping(self) -> None:
-        with self.engine.connect() as connection:
+        # Read-only: on SQLite a probe must not wait for the write lock behind a long batch.
+        with self.engine.execution_options(read_only=True).connect() as connection:
             connection.execute(text("SELECT 1"))
 
     def dispose(self) -> None:

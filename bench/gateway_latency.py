@@ -83,7 +83,14 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from machine import cpu_seconds_of, ensure_debian_tool, load_average, machine_busy_seconds, process_tree
+from machine import (
+    cpu_seconds_of,
+    describe_machine,
+    ensure_debian_tool,
+    load_average,
+    machine_busy_seconds,
+    process_tree,
+)
 
 from kit.natsserver import NatsServer, free_port
 
@@ -913,7 +920,7 @@ def main() -> int:
         (work_dir / "max.lua").write_text(wrk_script(setup.headers, setup.body_bytes))
         node_version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout
         wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
-        print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} (other processes skew figures)")
+        print(describe_machine())
         print(f"command: {shlex.join([sys.executable, *sys.argv])}; code: {code_version()}")
         for target in setup.targets.values():
             print(f"  {target.name:<7} GET {target.url}  ({target.note}; pids {target.server.pids})")

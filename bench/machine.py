@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,30 @@ def process_tree(root: int) -> list[int]:
 
 def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def python_speed(repeat: int = 5) -> float:
+    """Thousands of iterations per second of a fixed pure-Python workload (dict, str and int work), best of
+    ``repeat``: one core's speed right now. The machines these benches run on are shared, and their speed has been
+    seen to move by a factor of two between hours with nothing else running; this figure is printed beside every
+    result so figures from different runs can be put side by side."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        table: dict[str, int] = {}
+        for number in range(200_000):
+            key = f"k{number % 5_000}"
+            table[key] = table.get(key, 0) + number * 3 // 7
+        best = min(best, time.perf_counter() - started)
+    return 200 / best
+
+
+def describe_machine() -> str:
+    """The line every bench prints first."""
+    return (
+        f"machine: {os.cpu_count()} CPUs, load average {load_average()} (other processes skew figures), "
+        f"one core's Python speed {python_speed():,.0f}k loops/s (bench/machine.py)"
+    )
 
 
 def _which(binary: str) -> str | None:

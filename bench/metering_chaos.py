@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import random
 import shutil
 import sys
@@ -42,7 +41,7 @@ from nats.js.api import PubAck
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import load_average
+from machine import describe_machine, load_average
 from metering_ingest import (
     APPSTORE,
     APPSTORE_CONSUMER,
@@ -226,7 +225,7 @@ async def quiet(error: Exception) -> None:
 
 
 async def run(args: argparse.Namespace, work_dir: Path) -> int:
-    print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} (other processes skew figures)")
+    print(describe_machine())
     city = City(apps=args.apps, schools=args.schools, users=args.users)
     server = NatsServer(work_dir / "nats", port=free_port(), log_file=work_dir / "nats.log")
     server.start()

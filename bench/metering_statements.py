@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from machine import describe_machine
 from sqlmodel import Session, col, select
 
 from kit.db import Database, insert_rows
@@ -300,6 +301,7 @@ def run(args: argparse.Namespace) -> None:
             database, apps=args.apps, schools=args.schools, vendors=args.vendors, pair_share=args.pair_share,
             seed=args.seed,
         )  # fmt: skip
+        print(describe_machine())
         print(f"database: {database.dialect}; {args.apps} apps x {args.schools} schools ({args.vendors} vendors), "
               f"{args.pair_share:.0%} of the pairs used: {daily:,} usage_total rows, {monthly:,} usage_month_total "
               f"rows, built in {time.perf_counter() - started:.1f} s")  # fmt: skip

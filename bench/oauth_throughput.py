@@ -80,7 +80,14 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from joserfc import jwt
-from machine import cpu_seconds_of, ensure_debian_tool, load_average, machine_busy_seconds, process_tree
+from machine import (
+    cpu_seconds_of,
+    describe_machine,
+    ensure_debian_tool,
+    load_average,
+    machine_busy_seconds,
+    process_tree,
+)
 
 from contracts.auth import ACCESS_TOKEN_TYPE
 from identity.accounts import passwords
@@ -994,7 +1001,7 @@ def main() -> int:
             migrate(settings)
             database = Database(database_url)
             fixtures = prepare(database, settings, cipher)
-            print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} (other processes skew figures)")
+            print(describe_machine())
             print(f"command: {shlex.join([sys.executable, *sys.argv])}")
             print(f"database {database.dialect} ({sa.make_url(database_url).render_as_string(hide_password=True)})")
             print(f"nats-server {nats_server.url}; service {base_url}, IDENTITY_ENVIRONMENT=local, logs in {work_dir}")

@@ -30,7 +30,6 @@ import importlib
 import inspect
 import io
 import logging
-import os
 import pstats
 import shutil
 import sys
@@ -43,6 +42,7 @@ from typing import Any, ClassVar
 
 import nats
 import sqlalchemy as sa
+from machine import describe_machine, load_average
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -299,10 +299,6 @@ def restore_outbox(database: Database) -> None:
             connection.execute(sa.text("ANALYZE outbox_event"))
 
 
-def load_average() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -345,7 +341,7 @@ async def bench(args: argparse.Namespace, work_dir: Path, database_url: str) -> 
         client = await nats.connect(server.url, name="bench-raw")
         monitor = client.jetstream()
 
-        print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} (other processes skew figures)")
+        print(describe_machine())
         print(f"nats-server {server.url}, store {work_dir / 'nats'}")
         print(f"database {database.dialect} ({sa.make_url(database_url).render_as_string(hide_password=True)})")
         print(f"events {n:,}, warm-up {warmup:,}, batch size {batch_size}, write tx size {args.tx_size}")

@@ -11,10 +11,10 @@ import pytest
 from joserfc.jwk import RSAKey
 
 from gateway.config import GatewaySettings
-from gateway.main import create_app, migrate
+from gateway.main import MIGRATIONS, create_app
 from gateway.proxy import GatewayProxy
 from kit.natsserver import NatsServer
-from kit.testing import live_server
+from kit.testing import TEST_FETCH_TIMEOUT, live_server
 
 from .stand_in import ISSUER, STAND_IN_API, StandIn, mint
 
@@ -55,14 +55,19 @@ GatewayFactory = Callable[..., RunningGateway]
 
 @pytest.fixture
 def gateway_settings(
-    tmp_path: Path, database_url: str, nats_server: NatsServer, stand_in: tuple[StandIn, str]
+    tmp_path: Path,
+    migrated_database: Callable[[Path], str],
+    nats_server: NatsServer,
+    stand_in: tuple[StandIn, str],
 ) -> Callable[..., GatewaySettings]:
     _service, stand_in_url = stand_in
+    database_url = migrated_database(MIGRATIONS)
 
     def make(**overrides: Any) -> GatewaySettings:
         values: dict[str, Any] = {
             "environment": "test",
             "database_url": database_url,
+            "consumer_fetch_timeout_seconds": TEST_FETCH_TIMEOUT,
             "nats_url": nats_server.url,
             "upstreams": {"standin": stand_in_url, "identity": stand_in_url},
             "token_issuer": ISSUER,
@@ -88,7 +93,6 @@ def gateway(
 
     def start(**overrides: Any) -> RunningGateway:
         settings = gateway_settings(**overrides)
-        migrate(settings)
         proxy = create_app(settings, apis=[STAND_IN_API])
         server = live_server(proxy, websockets=True)
         url = server.__enter__()

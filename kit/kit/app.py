@@ -91,6 +91,7 @@ def create_service_app(
                 database=database,
                 link=link,
                 max_attempts=settings.consumer_max_attempts,
+                fetch_timeout=settings.consumer_fetch_timeout_seconds,
             )
         )
 

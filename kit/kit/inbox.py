@@ -106,8 +106,10 @@ class EventConsumer:
         self.fetch_timeout = fetch_timeout
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stop_requested: asyncio.Event | None = None
 
     async def start(self) -> None:
+        self._stop_requested = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
 
     async def stop(self) -> None:
@@ -116,6 +118,8 @@ class EventConsumer:
         if task is None:
             return
         self._stopping = True
+        if self._stop_requested is not None:
+            self._stop_requested.set()
         done, _pending = await asyncio.wait({task}, timeout=self.fetch_timeout + 5)
         if not done:
             task.cancel()
@@ -181,11 +185,19 @@ class EventConsumer:
                 raise
             except Exception as error:
                 logger.warning("consumer %s: %s; retrying", self.name, error)
-                await asyncio.sleep(0.5)
+                await self._pause(0.5)
         await self._release(prefetch)
         if subscription is not None:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep before retrying, but not past a stop."""
+        if self._stop_requested is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), timeout=seconds)
 
     @staticmethod
     async def _release(prefetch: asyncio.Task[list[Msg]] | None) -> None:

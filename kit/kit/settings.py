@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["local", "test", "production"]
@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     jwks_url: str = "http://127.0.0.1:8101/.well-known/jwks.json"
     outbox_batch_size: int = 1000
     consumer_max_attempts: int = 5
+    # How long a consumer's idle pull waits for messages before asking again; a stopping service waits for the
+    # pull in flight (so a batch the broker is handing over is released, not stranded until ack_wait): at most this.
+    consumer_fetch_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     run_background_workers: bool = True
 
     @model_validator(mode="after")

@@ -1,15 +1,19 @@
 """Pytest fixtures shared by every service's tests: a real nats-server, a real database, a real browser.
 
 The database is a fresh SQLite file per test, or a fresh PostgreSQL database per test when
-``TEST_DATABASE_URL`` points at a PostgreSQL server. Browser tests drive Debian's Chromium
-(``CHROMIUM_PATH``, by default /usr/bin/chromium) through Playwright against a ``live_server``.
+``TEST_DATABASE_URL`` points at a PostgreSQL server. A service's tests take theirs already migrated
+(``migrated_database``): its migrations run once per session into a template, and each test gets a copy.
+Browser tests drive Debian's Chromium (``CHROMIUM_PATH``, by default /usr/bin/chromium) through Playwright
+against a ``live_server``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -23,12 +27,18 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 from kit.db import Database, normalise_url
+from kit.migrations import upgrade
 from kit.natsserver import NatsServer
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from joserfc.jwk import RSAKey
     from playwright.sync_api import Browser
+
+
+#: ``consumer_fetch_timeout_seconds`` of services under test: an app stopping at the end of a test waits for its
+#: consumers' idle pulls, and the suite starts and stops hundreds of them.
+TEST_FETCH_TIMEOUT = 0.1
 
 
 @pytest.fixture
@@ -74,6 +84,95 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         return
     with scratch_postgres_database(admin_url) as url:
         yield url
+
+
+class MigrationTemplates:
+    """One migrated database per migration history for the whole test session, copied for each test.
+
+    Running a service's migrations costs seconds on PostgreSQL (alembic, DDL and a catalog per revision); copying a
+    migrated database costs a fraction of that: ``CREATE DATABASE … TEMPLATE`` on PostgreSQL, SQLite's online backup
+    of the file. The copy is the same database the migrations would have produced, data migrations included."""
+
+    def __init__(self, directory: Path, admin_url: str | None) -> None:
+        self.directory = directory
+        self.admin_url = admin_url
+        self.templates: dict[Path, str] = {}  # script location -> template (database name or SQLite file)
+
+    def _template(self, script_location: Path) -> str:
+        if script_location not in self.templates:
+            name = f"tpl_{uuid.uuid4().hex[:16]}"
+            if self.admin_url is None:
+                path = self.directory / f"{name}.db"
+                upgrade(f"sqlite:///{path}", script_location)
+                self.templates[script_location] = str(path)
+            else:
+                self._execute(f'CREATE DATABASE "{name}"')
+                self.templates[script_location] = name
+                upgrade(self._url_of(name), script_location)
+        return self.templates[script_location]
+
+    def _url_of(self, name: str) -> str:
+        assert self.admin_url is not None
+        return sa.make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def _execute(self, statement: str) -> None:
+        assert self.admin_url is not None
+        admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as connection:
+                connection.execute(sa.text(statement))
+        finally:
+            admin.dispose()
+
+    @contextlib.contextmanager
+    def copy(self, script_location: Path, directory: Path) -> Iterator[str]:
+        """A database of its own, migrated to head by ``script_location``'s scripts, dropped afterwards."""
+        template = self._template(script_location)
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        if self.admin_url is None:
+            path = directory / f"{name}.db"
+            with (
+                contextlib.closing(sqlite3.connect(template)) as source,
+                contextlib.closing(sqlite3.connect(path)) as target,
+            ):
+                source.backup(target)
+            yield f"sqlite:///{path}"
+            return
+        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        try:
+            yield self._url_of(name)
+        finally:
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        for template in self.templates.values():
+            if self.admin_url is None:
+                Path(template).unlink(missing_ok=True)
+            else:
+                self._execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        self.templates.clear()
+
+
+@pytest.fixture(scope="session")
+def migration_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigrationTemplates]:
+    templates = MigrationTemplates(tmp_path_factory.mktemp("migrated"), postgres_admin_url())
+    try:
+        yield templates
+    finally:
+        templates.close()
+        shutil.rmtree(templates.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def migrated_database(migration_templates: MigrationTemplates, tmp_path: Path) -> Iterator[Callable[[Path], str]]:
+    """``migrated_database(MIGRATIONS)``: the URL of a database of this test's own, already migrated to head by the
+    service's scripts at ``MIGRATIONS`` (SQLite file, or PostgreSQL with ``TEST_DATABASE_URL``)."""
+    with contextlib.ExitStack() as stack:
+
+        def make(script_location: Path) -> str:
+            return stack.enter_context(migration_templates.copy(script_location, tmp_path))
+
+        yield make
 
 
 def database_with_tables(url: str, *models: type[SQLModel]) -> Database:

@@ -3,21 +3,22 @@ city (with vendor developers) fed into the roster projection through identity's 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from appstore.config import AppStoreSettings
-from appstore.main import create_app, migrate
+from appstore.main import MIGRATIONS, create_app
 from appstore.roster.handlers import apply_roster_event
 from contracts.envelope import EventEnvelope
 from contracts.events import EventPayload
 from kit.db import Database
 from kit.natsserver import NatsServer
 from kit.outbox import build_envelope
-from kit.testing import TestCity, TestIssuer, build_test_city, running
+from kit.testing import TEST_FETCH_TIMEOUT, TestCity, TestIssuer, build_test_city, running
 
 SCOPES_SCHOOL_ADMIN = "apps.read apps.install"
 SCOPES_DEVELOPER = "apps.develop"
@@ -26,16 +27,16 @@ SCOPES_ALL = "apps.read apps.install apps.develop apps.review"
 
 
 @pytest.fixture
-def settings(database_url: str, nats_server: NatsServer) -> AppStoreSettings:
+def settings(migrated_database: Callable[[Path], str], nats_server: NatsServer) -> AppStoreSettings:
     settings = AppStoreSettings(
         environment="test",
-        database_url=database_url,
+        database_url=migrated_database(MIGRATIONS),
+        consumer_fetch_timeout_seconds=TEST_FETCH_TIMEOUT,
         nats_url=nats_server.url,
         log_json=False,
         public_base_url="http://appstore.test",
         platform_base_url="http://platform.test",
     )
-    migrate(settings)
     return settings
 
 

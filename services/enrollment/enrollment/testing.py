@@ -3,7 +3,8 @@ and a small city fed into the directory projection through identity's own event 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TypeAlias
 
 import httpx
@@ -14,28 +15,28 @@ from contracts.envelope import EventEnvelope
 from contracts.events import EventPayload
 from enrollment.config import EnrollmentSettings
 from enrollment.directory.handlers import identity_event_handler
-from enrollment.main import create_app, migrate
+from enrollment.main import MIGRATIONS, create_app
 from kit.crypto import FieldCipher
 from kit.db import Database
 from kit.natsserver import NatsServer
 from kit.outbox import build_envelope
-from kit.testing import TestCity, TestIssuer, build_test_city, running
+from kit.testing import TEST_FETCH_TIMEOUT, TestCity, TestIssuer, build_test_city, running
 
 SCOPES_ADMIN = "enrollment.read enrollment.write roster.read roster.students.read org.read"
 
 
 @pytest.fixture
-def settings(database_url: str, nats_server: NatsServer) -> EnrollmentSettings:
+def settings(migrated_database: Callable[[Path], str], nats_server: NatsServer) -> EnrollmentSettings:
     settings = EnrollmentSettings(
         environment="test",
-        database_url=database_url,
+        database_url=migrated_database(MIGRATIONS),
+        consumer_fetch_timeout_seconds=TEST_FETCH_TIMEOUT,
         nats_url=nats_server.url,
         log_json=False,
         public_base_url="http://enrollment.test",
         verification_retry_seconds=[0.2, 0.5, 1.0],
         verification_poll_seconds=0.1,
     )
-    migrate(settings)
     return settings
 
 

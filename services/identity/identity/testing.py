@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from sqlmodel import select
 from contracts.auth import RoleClaim
 from identity.config import IdentitySettings
 from identity.keys import service as keys
-from identity.main import create_app, migrate
+from identity.main import MIGRATIONS, create_app
 from identity.oauth import clients
 from identity.oauth.schemas import ClientRegistration
 from identity.organisations import service as organisations
@@ -36,13 +37,15 @@ from identity.roles import REQUIRED_SCOPES
 from kit.db import Database
 from kit.identifiers import resident_id_check_character
 from kit.natsserver import NatsServer
+from kit.testing import TEST_FETCH_TIMEOUT
 
 
 @pytest.fixture
-def settings(database_url: str, nats_server: NatsServer) -> IdentitySettings:
+def settings(migrated_database: Callable[[Path], str], nats_server: NatsServer) -> IdentitySettings:
     settings = IdentitySettings(
         environment="test",
-        database_url=database_url,
+        database_url=migrated_database(MIGRATIONS),
+        consumer_fetch_timeout_seconds=TEST_FETCH_TIMEOUT,
         nats_url=nats_server.url,
         log_json=False,
         public_base_url="http://identity.test",
@@ -53,7 +56,6 @@ def settings(database_url: str, nats_server: NatsServer) -> IdentitySettings:
         password_hash_memory_kib=8 * 1024,
         password_hash_parallelism=1,
     )
-    migrate(settings)
     return settings
 
 

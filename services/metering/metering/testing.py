@@ -4,9 +4,10 @@ factories that feed the app store's and identity's own event types through meter
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,9 +19,9 @@ from contracts.events import appstore as appstore_events
 from kit.db import Database
 from kit.natsserver import NatsServer
 from kit.outbox import build_envelope
-from kit.testing import TestCity, TestIssuer, build_test_city, running
+from kit.testing import TEST_FETCH_TIMEOUT, TestCity, TestIssuer, build_test_city, running
 from metering.config import MeteringSettings
-from metering.main import create_app, migrate
+from metering.main import MIGRATIONS, create_app
 from metering.projections.handlers import apply_identity_event
 from metering.usage.handlers import build_appstore_handler
 
@@ -29,13 +30,11 @@ SCOPES_FINANCE = "metering.read metering.approve"
 
 
 @pytest.fixture
-def settings(database_url: str, nats_server: NatsServer) -> MeteringSettings:
-    settings = MeteringSettings(
-        environment="test", database_url=database_url, nats_url=nats_server.url, log_json=False,
-        public_base_url="http://metering.test",
+def settings(migrated_database: Callable[[Path], str], nats_server: NatsServer) -> MeteringSettings:
+    return MeteringSettings(
+        environment="test", database_url=migrated_database(MIGRATIONS), nats_url=nats_server.url, log_json=False,
+        public_base_url="http://metering.test", consumer_fetch_timeout_seconds=TEST_FETCH_TIMEOUT,
     )  # fmt: skip
-    migrate(settings)
-    return settings
 
 
 @pytest.fixture

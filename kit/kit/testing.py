@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from kit.db import Database, normalise_url
+from kit.db import Database, make_engine, normalise_url
 from kit.migrations import upgrade
 from kit.natsserver import NatsServer
 
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from joserfc.jwk import RSAKey
     from playwright.sync_api import Browser
+
+    from contracts.envelope import EventEnvelope
+    from contracts.events import EventPayload
 
 
 #: ``consumer_fetch_timeout_seconds`` of services under test: an app stopping at the end of a test waits for its
@@ -175,11 +178,53 @@ def migrated_database(migration_templates: MigrationTemplates, tmp_path: Path) -
         yield make
 
 
+def schema_drift(database_url: str, metadata: sa.MetaData) -> list[Any]:
+    """What differs between the migrated database at ``database_url`` and the models' ``metadata`` (alembic's
+    autogenerate comparison, types included); empty when the migrations build exactly what the models describe."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
 def database_with_tables(url: str, *models: type[SQLModel]) -> Database:
     """A Database at ``url`` holding just the tables of ``models`` (kit's own tests have no migrations)."""
     database = Database(url)
     SQLModel.metadata.create_all(database.engine, tables=[model.__table__ for model in models])  # type: ignore[attr-defined]
     return database
+
+
+async def publish_events(
+    nats_url: str, *payloads: EventPayload, subject_id: str | None = None, repeat: int = 1
+) -> list[EventEnvelope]:
+    """Publish events on their service's stream as its outbox relay does (one envelope each). ``repeat`` sends each
+    envelope again under another NATS message id, past JetStream's duplicate window, as a relay re-sending after
+    that window would."""
+    from contracts.events import StreamSpec
+    from kit.messaging import NatsLink
+    from kit.outbox import build_envelope
+
+    streams = [StreamSpec(service) for service in dict.fromkeys(payload.service for payload in payloads)]
+    link = NatsLink(nats_url, name="test-publisher", streams=streams)
+    await link.start()
+    envelopes = [build_envelope(payload, subject_id=subject_id) for payload in payloads]
+    try:
+        assert await link.wait_connected(timeout=10), f"could not reach {nats_url}"  # streams declared by then
+        assert link.jetstream is not None
+        for envelope, payload in zip(envelopes, payloads, strict=True):
+            for copy in range(repeat):
+                await link.jetstream.publish(
+                    payload.subject(), envelope.to_json_bytes(), headers={"Nats-Msg-Id": f"{envelope.id}:{copy}"}
+                )
+    finally:
+        await link.close()
+    return envelopes
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:

@@ -86,3 +86,24 @@ class AppBenefitFlaggedV1(_MeteringEvent):
     active_rate: float = Field(ge=0, description="Active users over the installed schools' people, last period")
     cost_per_active_user_fen: int | None = Field(default=None, ge=0, description="Last period; null: no active user")
     flagged_at: datetime
+
+
+@registry.register
+class AppBenefitRecoveredV1(_MeteringEvent):
+    """An app flagged for the retirement review ranked within the city's thresholds again: withdraw the proposal."""
+
+    entity = "app_benefit"
+    event = "recovered"
+    summary = (
+        "An app that was flagged for the retirement review (淘汰) ranked within the city's benefit thresholds in a "
+        "later period; the flag is withdrawn and the app store withdraws the proposal it opened, unless a reviewer "
+        "already decided it."
+    )
+
+    app_id: str
+    vendor_id: str
+    flagged_period: Period = Field(description="The period whose ranking raised the flag")
+    period: Period = Field(description="The later period in which the app ranked within the thresholds")
+    active_rate: float = Field(ge=0, description="Active users over the installed schools' people, that period")
+    cost_per_active_user_fen: int | None = Field(default=None, ge=0, description="That period; null: no active user")
+    recovered_at: datetime

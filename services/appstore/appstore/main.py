@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 from appstore.config import AppStoreSettings, get_settings
 from appstore.identity_client import IdentityClient
-from appstore.review.proposals import BENEFIT_FLAG_SUBJECTS, apply_benefit_flag
+from appstore.review.proposals import BENEFIT_SUBJECTS, apply_benefit_event
 from appstore.roster.handlers import ENROLLMENT_SUBJECTS, IDENTITY_SUBJECTS, apply_roster_event
 from appstore.webhooks import fanout as webhook_fanout
 from appstore.workers import build_workers
@@ -96,8 +96,8 @@ def create_app(settings: AppStoreSettings | None = None) -> FastAPI:
             Subscription(
                 name="appstore-benefit-flags",
                 stream=StreamSpec("metering").name,
-                subjects=BENEFIT_FLAG_SUBJECTS,
-                handler=apply_benefit_flag,
+                subjects=BENEFIT_SUBJECTS,
+                handler=apply_benefit_event,
             ),
         ],
         on_startup=on_startup,

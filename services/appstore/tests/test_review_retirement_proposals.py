@@ -3,6 +3,7 @@ schedules the app's retirement exactly as a status-change order does."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,14 +11,16 @@ import httpx
 from sqlmodel import col, select
 
 from appstore.review.models import RetirementProposal
-from appstore.review.proposals import apply_benefit_flag
+from appstore.review.proposals import apply_benefit_event
 from contracts.envelope import EventEnvelope
-from contracts.events.metering import AppBenefitFlaggedV1
+from contracts.events.metering import AppBenefitFlaggedV1, AppBenefitRecoveredV1
 from kit.audit import AuditEntry
+from kit.natsserver import NatsServer
 from kit.outbox import build_envelope, utcnow
-from kit.testing import TestCity
+from kit.testing import TestCity, publish_events
 
 from .store_factories import StoreApp, install_at, problem_fields, publish_app
+from .webhook_factories import eventually
 
 PROPOSALS = "/review/retirement-proposals"
 
@@ -38,11 +41,21 @@ def _flag(
     )
 
 
+def _recovery(app: StoreApp, *, flagged_period: str = "2026-10", period: str = "2026-11") -> EventEnvelope:
+    payload = AppBenefitRecoveredV1(
+        app_id=app.app_id, vendor_id=app.vendor_id, flagged_period=flagged_period, period=period, active_rate=0.4,
+        cost_per_active_user_fen=120, recovered_at=datetime(2026, 12, 3, 2, tzinfo=UTC),
+    )  # fmt: skip
+    return EventEnvelope.model_validate_json(
+        build_envelope(payload, subject_id=app.app_id, carrier={}).model_dump_json()
+    )
+
+
 def _feed(city: TestCity, *envelopes: EventEnvelope) -> None:
     """Deliver flags as the appstore-benefit-flags consumer does: each in its own transaction, through the handler."""
     for envelope in envelopes:
         with city.database.session() as session:
-            apply_benefit_flag(session, envelope)
+            apply_benefit_event(session, envelope)
 
 
 def _proposal_rows(city: TestCity) -> list[dict[str, Any]]:
@@ -226,6 +239,61 @@ async def test_dismiss_records_the_reason_once(client: httpx.AsyncClient, city: 
         (item["state"]) for item in (await client.get(PROPOSALS, headers=city.token("city_admin"))).json()["items"]
     ]
     assert states == ["open", "dismissed"]
+
+
+async def test_an_app_that_recovers_before_a_decision_has_its_proposal_withdrawn(
+    client: httpx.AsyncClient, city: TestCity
+) -> None:
+    app, proposal = await _flagged(client, city)
+    decided_app, decided = await _flagged(client, city)
+    assert (await _decide(client, city, decided["id"], "dismiss", reason="学期初数据偏低，继续观察")).status_code == 200
+
+    # A recovery in a period the proposal's flags already cover changes nothing; a later one withdraws it, once.
+    _feed(city, _recovery(app, flagged_period="2026-09", period="2026-10"))
+    still = await client.get(PROPOSALS, params={"state": "open"}, headers=city.token("city_admin"))
+    assert [item["id"] for item in still.json()["items"]] == [proposal["id"]]
+    _feed(city, _recovery(app), _recovery(app), _recovery(decided_app))
+
+    items = {
+        item["id"]: item for item in (await client.get(PROPOSALS, headers=city.token("city_admin"))).json()["items"]
+    }
+    withdrawn = items[proposal["id"]]
+    assert withdrawn["state"] == "withdrawn"
+    assert withdrawn["decided_by"] is None and withdrawn["decided_at"].startswith("2026-12-03T02:00")
+    assert "2026-11" in withdrawn["note"] and "40.0%" in withdrawn["note"]
+    assert items[decided["id"]]["state"] == "dismissed"  # a reviewer's decision stands
+    only = await client.get(PROPOSALS, params={"state": "withdrawn"}, headers=city.token("city_admin"))
+    assert [item["id"] for item in only.json()["items"]] == [proposal["id"]]
+
+    refused = await _decide(client, city, proposal["id"], "retire")
+    assert refused.status_code == 409 and refused.json()["state"] == "withdrawn"
+    assert "因绩效回升撤回" in refused.json()["detail"]
+    # The app falling below again later opens a new proposal.
+    _feed(city, _flag(app, periods=["2027-01", "2027-02"], flagged_at=datetime(2027, 3, 3, tzinfo=UTC)))
+    states = sorted(
+        item["state"]
+        for item in (await client.get(PROPOSALS, headers=city.token("city_admin"))).json()["items"]
+        if item["app_id"] == app.app_id
+    )
+    assert states == ["open", "withdrawn"]
+
+
+async def test_flags_and_recoveries_arrive_through_the_consumer_in_order(
+    client: httpx.AsyncClient, city: TestCity, nats_server: NatsServer
+) -> None:
+    app = await publish_app(client, city)
+    flag = AppBenefitFlaggedV1.model_validate(_flag(app).data)
+    recovery = AppBenefitRecoveredV1.model_validate(_recovery(app).data)
+    # The recovery published twice past JetStream's duplicate window: applied once.
+    await publish_events(nats_server.url, flag, subject_id=app.app_id)
+    await publish_events(nats_server.url, recovery, subject_id=app.app_id, repeat=2)
+
+    def withdrawn() -> list[dict[str, Any]]:
+        return [row for row in _proposal_rows(city) if row["state"] == "withdrawn"]
+
+    [row] = await eventually(withdrawn)
+    assert row["app_id"] == app.app_id and json.loads(row["periods"]) == ["2026-09", "2026-10"]
+    assert len(_proposal_rows(city)) == 1
 
 
 async def test_bad_decisions_are_refused_naming_the_field(client: httpx.AsyncClient, city: TestCity) -> None:

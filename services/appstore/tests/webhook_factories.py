@@ -23,13 +23,12 @@ from appstore.vendors.models import Vendor, VendorMember
 from appstore.webhooks.config import WebhookSettings
 from appstore.webhooks.models import WebhookDelivery
 from contracts.envelope import EventEnvelope
-from contracts.events import EventPayload, StreamSpec
+from contracts.events import EventPayload
 from contracts.events import appstore as appstore_events
 from contracts.manifest import WEBHOOK_EVENT_SCOPES, AppManifestV1
 from kit.db import Database
-from kit.messaging import NatsLink
-from kit.outbox import build_envelope, emit
-from kit.testing import TestCity, live_server
+from kit.outbox import emit
+from kit.testing import TestCity, live_server, publish_events
 
 ALL_EVENTS = list(WEBHOOK_EVENT_SCOPES)
 PURPOSES = {
@@ -281,19 +280,5 @@ def serving(receiver: Receiver) -> Iterator[Receiver]:
 
 
 async def publish_enrollment(nats_url: str, *payloads: EventPayload, repeat: int = 1) -> list[EventEnvelope]:
-    """Publish enrollment events on its stream as its outbox relay does; ``repeat`` sends each envelope again under
-    another NATS message id (past JetStream's dedup), as a relay re-sending after its duplicate window would."""
-    link = NatsLink(nats_url, name="enrollment-test", streams=[StreamSpec("enrollment")])
-    await link.start()
-    envelopes = [build_envelope(payload) for payload in payloads]
-    try:
-        assert await link.wait_connected(timeout=10)
-        assert link.jetstream is not None
-        for envelope, payload in zip(envelopes, payloads, strict=True):
-            for copy in range(repeat):
-                await link.jetstream.publish(
-                    payload.subject(), envelope.to_json_bytes(), headers={"Nats-Msg-Id": f"{envelope.id}:{copy}"}
-                )
-    finally:
-        await link.close()
-    return envelopes
+    """Publish enrollment events on its stream as its outbox relay does (``repeat``: see ``publish_events``)."""
+    return await publish_events(nats_url, *payloads, repeat=repeat)

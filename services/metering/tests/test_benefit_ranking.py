@@ -3,6 +3,7 @@ trend, and apps proposed for retirement after consecutive periods below the city
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 from sqlmodel import select
 
-from contracts.events.metering import AppBenefitFlaggedV1
+from contracts.events.metering import AppBenefitFlaggedV1, AppBenefitRecoveredV1
 from kit.outbox import OutboxEvent
 from kit.testing import TestCity
 from metering.benefit.models import AppBenefit, BenefitFlag
@@ -22,6 +23,7 @@ from metering.testing import MeteredTestApp, add_app, add_vendor, feed_appstore,
 SEP_1 = datetime(2026, 9, 1, tzinfo=UTC)
 SEP_10 = datetime(2026, 9, 10, 2, tzinfo=UTC)
 OCT_10 = datetime(2026, 10, 10, 2, tzinfo=UTC)
+NOV_3 = datetime(2026, 11, 3, 2, tzinfo=UTC)
 NOW = datetime(2026, 11, 6, tzinfo=UTC)
 
 
@@ -106,6 +108,41 @@ def test_an_app_below_the_thresholds_for_two_periods_is_flagged_once(
     assert len(events) == 1
     assert apps.idle.app_id in events[0].envelope
     assert '"periods":["2026-09","2026-10"]' in events[0].envelope
+
+
+async def test_a_flagged_app_that_ranks_within_the_thresholds_again_is_withdrawn_once(
+    app: FastAPI, settings: MeteringSettings, client: httpx.AsyncClient, city: TestCity
+) -> None:
+    apps = _city_of_apps(app, settings, city)
+    _rank(app, settings, "2026-09", "2026-10")
+    idle = {"app_id": apps.idle.app_id, "vendor_id": apps.idle.vendor_id, "school_id": city.school_b1}
+    feed_appstore(app.state.database, settings, launched(**idle, at=NOV_3, user="b1_reader"))
+    _rank(app, settings, "2026-11", "2026-11")  # ranking again withdraws nothing more
+
+    with app.state.database.session() as session:
+        november = session.exec(
+            select(AppBenefit).where(AppBenefit.period == "2026-11", AppBenefit.app_id == apps.idle.app_id)
+        ).one()
+        flag = session.exec(select(BenefitFlag).where(BenefitFlag.app_id == apps.idle.app_id)).one()
+        events = session.exec(
+            select(OutboxEvent).where(OutboxEvent.event_type == AppBenefitRecoveredV1.event_type())
+        ).all()
+    assert (november.active_rate, november.below_threshold) == (0.5, False)  # 1 of B1's 2 people, 500 fen each
+    assert (flag.period, flag.state, flag.recovered_period) == ("2026-10", "recovered", "2026-11")
+    assert len(events) == 1
+    recovered = AppBenefitRecoveredV1.model_validate(json.loads(events[0].envelope)["data"])
+    assert (recovered.app_id, recovered.flagged_period, recovered.period) == (apps.idle.app_id, "2026-10", "2026-11")
+    assert (recovered.active_rate, recovered.cost_per_active_user_fen) == (0.5, 500)
+
+    open_flags = await client.get("/benefit/flags", headers=city.token("city_admin"))
+    assert open_flags.json()["items"] == []
+    withdrawn = await client.get("/benefit/flags", params={"state": "recovered"}, headers=city.token("city_admin"))
+    assert [(item["app_id"], item["state"], item["recovered_period"]) for item in withdrawn.json()["items"]] == [
+        (apps.idle.app_id, "recovered", "2026-11")
+    ]
+    wrong = await client.get("/benefit/flags", params={"state": "dismissed"}, headers=city.token("city_admin"))
+    assert wrong.status_code == 422
+    assert wrong.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_anonymous(client: httpx.AsyncClient) -> None:

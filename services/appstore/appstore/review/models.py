@@ -78,7 +78,7 @@ class RetirementProposal(SQLModel, table=True):
     cost_per_active_user_fen: int | None = None
     flagged_at: datetime = Field(sa_type=_TZ)
     event_id: str = Field(unique=True, max_length=64)  # the flag event last applied to it
-    state: str = Field(default="open", max_length=24, index=True)  # open | retirement_ordered | dismissed
+    state: str = Field(default="open", max_length=24, index=True)  # open | retirement_ordered | dismissed | withdrawn
     decided_by: str | None = Field(default=None, max_length=36)
     decided_at: datetime | None = Field(default=None, sa_type=_TZ)
     note: str | None = Field(default=None, max_length=500)

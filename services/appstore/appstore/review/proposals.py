@@ -2,7 +2,9 @@
 
 Metering flags an app that stayed below the city's benefit thresholds for consecutive periods
 (``AppBenefitFlaggedV1``); the flag becomes one open proposal per app, refreshed by later flags, until a reviewer
-decides it. Retiring goes through the same status-change order as ``POST /apps/{app_id}/status-changes``.
+decides it. When the app ranks within the thresholds again before anyone decided (``AppBenefitRecoveredV1``), the
+open proposal is withdrawn. Retiring goes through the same status-change order as
+``POST /apps/{app_id}/status-changes``.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ from appstore.review.models import AppStatusChange, RetirementProposal
 from appstore.review.schemas import RetirementProposalDecisionCreate, StatusChangeCreate
 from appstore.vendors.models import Vendor, as_utc
 from contracts.envelope import EventEnvelope
-from contracts.events.metering import AppBenefitFlaggedV1
+from contracts.events.metering import AppBenefitFlaggedV1, AppBenefitRecoveredV1
 from kit.errors import Conflict, FieldError, InvalidInput, NotFound
 from kit.outbox import utcnow
 
 logger = logging.getLogger("appstore.review.proposals")
 
-BENEFIT_FLAG_SUBJECTS = [AppBenefitFlaggedV1.subject()]
+BENEFIT_SUBJECTS = [AppBenefitFlaggedV1.subject(), AppBenefitRecoveredV1.subject()]
 SOURCE_METERING_BENEFIT = "metering_benefit"
 REASONS_ZH = {"low_active_rate": "低活跃率", "high_cost_per_active_user": "人均成本过高"}
-STATE_ZH = {"open": "待决定", "retirement_ordered": "已决定淘汰", "dismissed": "已驳回"}
+STATE_ZH = {"open": "待决定", "retirement_ordered": "已决定淘汰", "dismissed": "已驳回", "withdrawn": "因绩效回升撤回"}
 #: A retirement ordered on a proposal takes effect this long after the decision unless the reviewer says otherwise,
 #: so schools have time to move to another app.
 DEFAULT_RETIREMENT_NOTICE = timedelta(days=30)
@@ -73,10 +75,38 @@ def _unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def apply_benefit_flag(session: Session, envelope: EventEnvelope) -> None:
-    """The consumer's handler: open a retirement proposal for a flagged app, or refresh its open one."""
-    if envelope.type != AppBenefitFlaggedV1.event_type():
+def apply_benefit_event(session: Session, envelope: EventEnvelope) -> None:
+    """The consumer's handler of metering's benefit flags and recoveries (one consumer, so in their order)."""
+    if envelope.type == AppBenefitFlaggedV1.event_type():
+        _apply_flag(session, envelope)
+    elif envelope.type == AppBenefitRecoveredV1.event_type():
+        _apply_recovery(session, envelope)
+
+
+def _apply_recovery(session: Session, envelope: EventEnvelope) -> None:
+    """Withdraw the app's open proposal when the app ranked within the thresholds after the flags it rests on."""
+    recovery = AppBenefitRecoveredV1.model_validate(envelope.data)
+    proposal = _open_proposal(session, recovery.app_id)
+    if proposal is None:
+        logger.info("benefit recovery %s: app %s has no open proposal (decided already, or none); nothing to withdraw",
+                    envelope.id, recovery.app_id)  # fmt: skip
         return
+    if max(periods_of(proposal)) >= recovery.period:
+        logger.info("benefit recovery %s: the open proposal %s rests on a flag of %s or later; kept",
+                    envelope.id, proposal.id, recovery.period)  # fmt: skip
+        return
+    proposal.state = "withdrawn"
+    proposal.decided_at = as_utc(recovery.recovered_at)
+    proposal.note = (
+        f"绩效回升：{recovery.period} 活跃率 {recovery.active_rate:.1%} 达到全市标准，淘汰建议自动撤回；"
+        f"Ranked within the city's thresholds in {recovery.period} (active rate {recovery.active_rate:.1%}): withdrawn."
+    )
+    session.add(proposal)
+    session.flush()
+
+
+def _apply_flag(session: Session, envelope: EventEnvelope) -> None:
+    """Open a retirement proposal for a flagged app, or refresh its open one."""
     if session.exec(select(RetirementProposal.id).where(RetirementProposal.event_id == envelope.id)).first():
         return  # this very flag was applied already
     flag = AppBenefitFlaggedV1.model_validate(envelope.data)

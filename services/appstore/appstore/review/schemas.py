@@ -112,7 +112,7 @@ class NoticeRead(BaseModel):
     created_at: datetime
 
 
-ProposalState = Literal["open", "retirement_ordered", "dismissed"]
+ProposalState = Literal["open", "retirement_ordered", "dismissed", "withdrawn"]
 ProposalDecision = Literal["retire", "dismiss"]
 
 

@@ -49,5 +49,8 @@ class BenefitFlag(SQLModel, table=True):
     reasons: str = Field(max_length=100)  # comma-separated
     active_rate: float
     cost_per_active_user_fen: int | None = None
-    state: str = Field(default="open", max_length=16)  # open | dismissed
+    state: str = Field(default="open", max_length=16)  # open | recovered
     flagged_at: datetime = Field(sa_type=_TZ)
+    # A later period in which the app ranked within the thresholds again: the flag is withdrawn.
+    recovered_period: str | None = Field(default=None, max_length=7)
+    recovered_at: datetime | None = Field(default=None, sa_type=_TZ)

@@ -24,6 +24,7 @@ from metering.benefit.schemas import (
     BenefitFlagRead,
     BenefitRanking,
     BenefitThresholds,
+    FlagState,
 )
 from metering.deps import CallerDep, Reach, SettingsDep
 from metering.projections.models import MeteredApp, MeteredVendor
@@ -114,17 +115,24 @@ def _flag_read(flag: BenefitFlag, app_names: dict[str, str], vendor_names: dict[
         vendor_name=vendor_names.get(flag.vendor_id), period=flag.period, periods=flag.periods.split(","),
         reasons=service.reasons_of(flag),
         active_rate=flag.active_rate, cost_per_active_user_fen=flag.cost_per_active_user_fen,
-        state=flag.state,
-        flagged_at=flag.flagged_at,
+        state=flag.state, flagged_at=flag.flagged_at, recovered_period=flag.recovered_period,
+        recovered_at=flag.recovered_at,
     )  # fmt: skip
 
 
 @router.get("/benefit/flags")
-def read_benefit_flags(caller: CallerDep, session: ReadSessionDep, page: PageDep) -> BenefitFlagPage:
+def read_benefit_flags(
+    caller: CallerDep,
+    session: ReadSessionDep,
+    page: PageDep,
+    state: Annotated[
+        FlagState, Query(description="open: proposed for the retirement review; recovered: withdrawn since")
+    ] = "open",
+) -> BenefitFlagPage:
     """Apps proposed for the retirement review (open flags), newest first: below the thresholds for consecutive
-    periods."""
+    periods. ``state=recovered``: flags withdrawn because the app ranked within the thresholds in a later period."""
     vendors = _vendor_filter(caller.reach(session))
-    flags, total = service.open_flags(session, vendor_ids=vendors, limit=page.limit, offset=page.offset)
+    flags, total = service.flags(session, state=state, vendor_ids=vendors, limit=page.limit, offset=page.offset)
     app_names, vendor_names = _names(session, {flag.app_id for flag in flags}, {flag.vendor_id for flag in flags})
     return BenefitFlagPage(
         items=[_flag_read(flag, app_names, vendor_names) for flag in flags],

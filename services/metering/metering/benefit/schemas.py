@@ -47,6 +47,9 @@ class BenefitRanking(BaseModel):
     items: list[AppBenefitRead]
 
 
+FlagState = Literal["open", "recovered"]
+
+
 class BenefitFlagRead(BaseModel):
     id: int
     app_id: str
@@ -58,8 +61,10 @@ class BenefitFlagRead(BaseModel):
     reasons: list[Reason]
     active_rate: float
     cost_per_active_user_fen: int | None
-    state: Literal["open", "dismissed"]
+    state: FlagState
     flagged_at: datetime
+    recovered_period: str | None = Field(description="recovered: the later period it ranked within the thresholds")
+    recovered_at: datetime | None
 
 
 class BenefitFlagPage(BaseModel):

@@ -16,7 +16,9 @@ Figures of a period, per app:
 An app is below the thresholds when its active rate is below ``benefit_min_active_rate`` or its cost per active
 user above ``benefit_max_cost_per_active_user_fen`` (or it cost money and nobody was active). Below them for
 ``benefit_flag_after_periods`` consecutive ranked periods, it is flagged once per period for the app store's
-retirement review (淘汰) with an ``AppBenefitFlaggedV1`` event.
+retirement review (淘汰) with an ``AppBenefitFlaggedV1`` event. When an app with an open flag ranks within the
+thresholds in a later period, its open flags are withdrawn (state ``recovered``) with an ``AppBenefitRecoveredV1``
+event, and the app store withdraws the proposal unless a reviewer decided it already.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from contracts.events.metering import AppBenefitFlaggedV1
+from contracts.events.metering import AppBenefitFlaggedV1, AppBenefitRecoveredV1
 from kit import outbox
 from metering import periods
 from metering.benefit.models import HIGH_COST_PER_ACTIVE_USER, LOW_ACTIVE_RATE, AppBenefit, BenefitFlag
@@ -201,6 +203,7 @@ def rank_period(session: Session, *, period: str, settings: MeteringSettings, no
             session.add(existing)
     session.flush()
     _flag(session, [row for row in rows if row.below_threshold], period=period, settings=settings, now=now)
+    _withdraw_recovered(session, [row for row in rows if not row.below_threshold], period=period, now=now)
 
 
 def _flag(session: Session, below: list[AppBenefit], *, period: str, settings: MeteringSettings, now: datetime) -> None:
@@ -246,6 +249,36 @@ def _flag(session: Session, below: list[AppBenefit], *, period: str, settings: M
     session.flush()
 
 
+def _withdraw_recovered(session: Session, within: list[AppBenefit], *, period: str, now: datetime) -> None:
+    """Withdraw the open flags, raised by earlier periods, of apps that ranked within the thresholds in ``period``:
+    one event per app, naming its latest flag."""
+    if not within:
+        return
+    rows = {row.app_id: row for row in within}
+    flags = session.exec(
+        select(BenefitFlag)
+        .where(BenefitFlag.state == "open", col(BenefitFlag.app_id).in_(sorted(rows)), col(BenefitFlag.period) < period)
+        .order_by(col(BenefitFlag.app_id), col(BenefitFlag.period))
+    ).all()
+    latest: dict[str, BenefitFlag] = {}
+    for flag in flags:
+        flag.state, flag.recovered_period, flag.recovered_at = "recovered", period, now
+        session.add(flag)
+        latest[flag.app_id] = flag  # ordered by period: the last one is the latest
+    for app_id, flag in latest.items():
+        row = rows[app_id]
+        outbox.emit(
+            session,
+            AppBenefitRecoveredV1(
+                app_id=app_id, vendor_id=flag.vendor_id, flagged_period=flag.period, period=period,
+                active_rate=row.active_rate or 0.0, cost_per_active_user_fen=row.cost_per_active_user_fen,
+                recovered_at=now,
+            ),
+            subject_id=app_id,
+        )  # fmt: skip
+    session.flush()
+
+
 def last_closed_period(session: Session) -> str | None:
     return session.exec(select(sa.func.max(BillingPeriod.period))).one()
 
@@ -260,11 +293,12 @@ def ranking(
     return compute_period(session, period=period, settings=settings, now=now), False
 
 
-def open_flags(
-    session: Session, *, vendor_ids: frozenset[str] | None, limit: int, offset: int
+def flags(
+    session: Session, *, state: str, vendor_ids: frozenset[str] | None, limit: int, offset: int
 ) -> tuple[list[BenefitFlag], int]:
-    """Open flags, newest first; ``vendor_ids`` restricts them to those vendors' apps (None: all)."""
-    query = select(BenefitFlag).where(BenefitFlag.state == "open")
+    """Flags in ``state`` (open, recovered), newest first; ``vendor_ids`` restricts them to those vendors' apps
+    (None: all)."""
+    query = select(BenefitFlag).where(BenefitFlag.state == state)
     if vendor_ids is not None:
         query = query.where(col(BenefitFlag.vendor_id).in_(sorted(vendor_ids)))
     total = session.exec(select(sa.func.count()).select_from(query.subquery())).one()

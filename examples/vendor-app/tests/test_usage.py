@@ -55,13 +55,16 @@ async def test_reporting_is_off_unless_enabled(vendor_settings: Settings) -> Non
 def test_the_batch_is_cloudevents_with_the_launch_school_and_quantity() -> None:
     tallies = UsageTally()
     tallies.start("launch-42", "school-1")
-    tallies.add("launch-42", 5)
+    tallies.add("launch-42", 4, at=datetime(2026, 10, 31, 15, 50, tzinfo=UTC))  # 23:50 on 31 October in Beijing
+    tallies.add("launch-42", 1, at=datetime(2026, 10, 31, 15, 55, tzinfo=UTC))
     tallies.start("oidc-local-1", "school-2", platform_launch=False)
     tallies.add("oidc-local-1", 1)
     pending = open_reports(tallies)
-    batch = build_batch(pending, client_id="demo-homework-helper", unit="homework_marked", now=datetime.now(UTC))
+    batch = build_batch(pending, client_id="demo-homework-helper", unit="homework_marked")
     events = {event["subject"]: EventEnvelope.model_validate(event) for event in batch}
     assert events["launch-42"].type == USAGE_EVENT_TYPE
+    # Stamped with when the work was done, so a report sent in November still bills October's use in October.
+    assert events["launch-42"].time == datetime(2026, 10, 31, 15, 55, tzinfo=UTC)
     assert events["launch-42"].source == "/apps/demo-homework-helper"
     assert events["launch-42"].data == {
         "launch_id": "launch-42", "school_id": "school-1", "quantity": 5, "unit": "homework_marked",
@@ -82,7 +85,8 @@ async def test_a_failed_report_is_sent_again_with_the_same_ids(app: FastAPI, ven
     async with vendor_client(settings, transport=httpx.ASGITransport(app=app)) as vendor:
         context = vendor.app.state.context
         context.usage.start("launch-42", "school-1")
-        context.usage.add("launch-42", 4)
+        worked_at = datetime(2026, 11, 20, 2, tzinfo=UTC)
+        context.usage.add("launch-42", 4, at=worked_at)
         first = await report_usage(context)
         assert "上报失败" in first and "HTTP 404" in first
         tally = context.usage.get("launch-42")
@@ -93,13 +97,15 @@ async def test_a_failed_report_is_sent_again_with_the_same_ids(app: FastAPI, ven
         second = await report_usage(context)
         assert "上报失败" in second
         assert tally.open_report_id == event_id and tally.open_report_quantity == 4
+        [retry] = build_batch([tally], client_id="demo", unit="")
+        assert (retry["id"], retry["data"]["quantity"], retry["time"]) == (event_id, 4, worked_at.isoformat())
 
 
 def test_the_unit_is_left_out_unless_configured() -> None:
     tallies = UsageTally()
     tallies.start("launch-7", "school-1")
     tallies.add("launch-7", 2)
-    [event] = build_batch(open_reports(tallies), client_id="demo", unit="", now=datetime.now(UTC))
+    [event] = build_batch(open_reports(tallies), client_id="demo", unit="")
     assert event["data"] == {"school_id": "school-1", "quantity": 2, "launch_id": "launch-7"}
     UsageReportEvent.model_validate(event)  # the form metering takes
 

@@ -99,9 +99,12 @@ class LaunchTally:
     platform_launch: bool = True
     units: int = 0
     reported_units: int = 0
-    # A report sent but not yet accepted keeps its idempotency id and quantity, so a retry repeats them exactly.
+    last_unit_at: datetime | None = None  # when the latest unit of work was done
+    # A report sent but not yet accepted keeps its idempotency id, quantity and time of use, so a retry repeats
+    # them exactly.
     open_report_id: str | None = None
     open_report_quantity: int = 0
+    open_report_at: datetime | None = None
     report_ids: list[str] = field(default_factory=list)
     # Why metering rejected the open report the last time it was sent (shown on the tally page).
     last_problem: str | None = None
@@ -124,11 +127,13 @@ class UsageTally:
                 ),
             )  # fmt: skip
 
-    def add(self, launch_id: str, units: int = 1) -> LaunchTally | None:
+    def add(self, launch_id: str, units: int = 1, *, at: datetime | None = None) -> LaunchTally | None:
+        """Count ``units`` of work done in the launch ``at`` (now by default)."""
         with self._lock:
             tally = self._launches.get(launch_id)
             if tally is not None:
                 tally.units += units
+                tally.last_unit_at = at or datetime.now(UTC)
             return tally
 
     def get(self, launch_id: str) -> LaunchTally | None:

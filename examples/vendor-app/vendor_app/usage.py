@@ -12,7 +12,7 @@ never counts a unit twice. Reporting is on with ``VENDOR_APP_METERING_ENABLED=tr
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -32,8 +32,10 @@ CLOUDEVENTS_BATCH = "application/cloudevents-batch+json"
 COUNTED_OUTCOMES = ("accepted", "held", "duplicate")
 
 
-def build_batch(tallies: list[LaunchTally], *, client_id: str, unit: str, now: datetime) -> list[dict[str, Any]]:
-    """The CloudEvents batch of the tallies' open reports: one event per launch, its id the idempotency id.
+def build_batch(tallies: list[LaunchTally], *, client_id: str, unit: str) -> list[dict[str, Any]]:
+    """The CloudEvents batch of the tallies' open reports: one event per launch, its id the idempotency id, its
+    time when the report's latest unit was done (metering bills use at its time: that month's price plan, the
+    installation then, that month's statement), not when the report is sent.
 
     ``unit``, when given, must be the unit's Chinese name in the app's price plan (metering checks it); empty: left
     out, the plan's unit applies."""
@@ -46,9 +48,14 @@ def build_batch(tallies: list[LaunchTally], *, client_id: str, unit: str, now: d
             data["launch_id"] = tally.launch_id
         events.append({
             "specversion": "1.0", "id": tally.open_report_id, "source": f"/apps/{client_id}", "type": USAGE_EVENT_TYPE,
-            "subject": tally.launch_id, "time": now.isoformat(), "datacontenttype": "application/json", "data": data,
+            "subject": tally.launch_id, "time": _time_of_use(tally).isoformat(),
+            "datacontenttype": "application/json", "data": data,
         })  # fmt: skip
     return events
+
+
+def _time_of_use(tally: LaunchTally) -> datetime:
+    return tally.open_report_at or tally.last_unit_at or tally.started_at
 
 
 def open_reports(usage: UsageTally) -> list[LaunchTally]:
@@ -58,6 +65,7 @@ def open_reports(usage: UsageTally) -> list[LaunchTally]:
         if tally.open_report_id is None and tally.units > tally.reported_units and tally.school_id:
             tally.open_report_id = str(uuid.uuid4())
             tally.open_report_quantity = tally.units - tally.reported_units
+            tally.open_report_at = tally.last_unit_at
         if tally.open_report_id is not None:
             found.append(tally)
     return found
@@ -81,7 +89,7 @@ async def report_usage(context: AppContext) -> str:
         try:
             metadata = (await context.http.get(settings.discovery_url)).json()
             await oauth.fetch_token(str(metadata["token_endpoint"]), grant_type="client_credentials")
-            batch = build_batch(pending, client_id=client_id, unit=settings.reported_unit, now=datetime.now(UTC))
+            batch = build_batch(pending, client_id=client_id, unit=settings.reported_unit)
             answer = await oauth.post(
                 settings.metering_endpoint, json=batch, headers={"Content-Type": CLOUDEVENTS_BATCH}
             )
@@ -116,7 +124,7 @@ def _apply_outcomes(pending: list[LaunchTally], outcomes: dict[int, dict[str, An
             held += tally.open_report_quantity if outcome == "held" else 0
             tally.reported_units += tally.open_report_quantity
             tally.report_ids.append(str(tally.open_report_id))
-            tally.open_report_id, tally.open_report_quantity = None, 0
+            tally.open_report_id, tally.open_report_quantity, tally.open_report_at = None, 0, None
             tally.last_problem = None
         else:
             problem = result.get("problem") or {}

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel, select
 
-from kit.db import Database, after_commit, insert_new_rows, insert_rows
+from kit.db import Database, add_to_counters, after_commit, insert_new_rows, insert_rows
 from kit.testing import database_with_tables
 
 
@@ -39,13 +39,22 @@ class Entry(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=100)
 
 
+class Tally(SQLModel, table=True):
+    __tablename__ = "kit_test_tally"
+    app: str = Field(primary_key=True, max_length=16)
+    day: date = Field(primary_key=True)
+    launches: int = Field(sa_type=sa.BigInteger)
+    minutes: int = Field(sa_type=sa.BigInteger)
+
+
 ENTRIES: sa.Table = Entry.__table__  # type: ignore[attr-defined]
+TALLIES: sa.Table = Tally.__table__  # type: ignore[attr-defined]
 ENTRY_COLUMNS = ("source", "ref", "amount", "at", "note")
 ENTRY_KEY = ("source", "ref")
 
 
 def make_database(url: str) -> Database:
-    return database_with_tables(url, Counter, Stamp, Entry)
+    return database_with_tables(url, Counter, Stamp, Entry, Tally)
 
 
 def test_only_rows_with_a_new_key_are_inserted_and_their_keys_returned(database_url: str) -> None:
@@ -76,6 +85,42 @@ def test_only_rows_with_a_new_key_are_inserted_and_their_keys_returned(database_
         ("vendor", "b"): (4, None),
     }
     assert at_moment == 4
+
+
+def test_several_writes_in_one_transaction_each_insert_only_their_own_rows(database_url: str) -> None:
+    database = make_database(database_url)
+    moment = datetime(2026, 11, 2, tzinfo=UTC)
+    with database.session() as session:
+        first = insert_new_rows(session, ENTRIES, ENTRY_COLUMNS, [("gateway", "a", 1, moment, None)], ENTRY_KEY)
+        second = insert_new_rows(
+            session, ENTRIES, ENTRY_COLUMNS, [("gateway", "a", 1, moment, None), ("gateway", "b", 2, moment, None)],
+            ENTRY_KEY,
+        )  # fmt: skip
+    assert (first, second) == ({("gateway", "a")}, {("gateway", "b")})
+    with database.read_session() as session:
+        assert session.exec(select(sa.func.count()).select_from(Entry)).one() == 2
+
+
+def test_counters_add_to_existing_rows_and_create_missing_ones(database_url: str) -> None:
+    database = make_database(database_url)
+    monday, tuesday = date(2026, 11, 2), date(2026, 11, 3)
+    columns = ("app", "day"), ("launches", "minutes")
+    with database.session() as session:
+        add_to_counters(session, TALLIES, *columns, [("homework", monday, 1, 40), ("reading", monday, 2, 0)])
+    with database.session() as session:
+        # A key may repeat within one call, and a second call in the same transaction adds again.
+        add_to_counters(
+            session, TALLIES, *columns,
+            [("homework", monday, 3, 5), ("homework", monday, 1, 0), ("homework", tuesday, 1, 10)],
+        )  # fmt: skip
+        add_to_counters(session, TALLIES, *columns, [("reading", monday, 1, 1)])
+    with database.read_session() as session:
+        stored = {(row.app, row.day): (row.launches, row.minutes) for row in session.exec(select(Tally))}
+    assert stored == {
+        ("homework", monday): (5, 45),
+        ("homework", tuesday): (1, 10),
+        ("reading", monday): (3, 1),
+    }
 
 
 def test_a_writer_of_the_same_key_is_waited_for_then_skipped(database_url: str) -> None:

@@ -10,9 +10,8 @@ the app store's ``settings`` fixture in a test module to point the app store at 
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from pydantic import SecretStr
 from appstore.config import AppStoreSettings
 from kit.db import Database
 from kit.natsserver import NatsServer
-from kit.testing import live_server, postgres_admin_url, scratch_postgres_database
+from kit.testing import TEST_FETCH_TIMEOUT, live_server
 
 PLATFORM_CLIENT_ID = "appstore"
 
@@ -73,40 +72,29 @@ class IdentityServer:
         )
 
 
-@contextlib.contextmanager
-def _identity_database(tmp_path: Path) -> Iterator[str]:
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        yield f"sqlite:///{tmp_path / 'identity.db'}"
-        return
-    with scratch_postgres_database(admin_url, prefix="identity") as url:
-        yield url
-
-
 @pytest.fixture
-def identity_server(tmp_path: Path, nats_server: NatsServer) -> Iterator[IdentityServer]:
+def identity_server(migrated_database: Callable[[Path], str], nats_server: NatsServer) -> Iterator[IdentityServer]:
     """The identity service over HTTP, with the app store's platform client (scope clients.manage)."""
     from identity.config import IdentitySettings
-    from identity.main import create_app, migrate
+    from identity.main import MIGRATIONS, create_app
     from identity.oauth.clients import ensure_platform_client
 
-    with _identity_database(tmp_path) as database_url:
-        settings = IdentitySettings(
-            environment="test",
-            database_url=database_url,
-            nats_url=nats_server.url,
-            log_json=False,
-            public_base_url="http://identity.test",
-            token_issuer="http://identity.test",
-            jwks_url="http://identity.test/.well-known/jwks.json",
-            password_hash_time_cost=1,
-            password_hash_memory_kib=8 * 1024,
-            password_hash_parallelism=1,
-        )
-        migrate(settings)
-        application = create_app(settings)
-        secret = secrets.token_urlsafe(24)
-        with application.state.database.session() as session:
-            ensure_platform_client(session, client_id=PLATFORM_CLIENT_ID, scope="clients.manage", secret=secret)
-        with live_server(application) as url:
-            yield IdentityServer(url=url, app=application, client_id=PLATFORM_CLIENT_ID, client_secret=secret)
+    settings = IdentitySettings(
+        environment="test",
+        database_url=migrated_database(MIGRATIONS),
+        consumer_fetch_timeout_seconds=TEST_FETCH_TIMEOUT,
+        nats_url=nats_server.url,
+        log_json=False,
+        public_base_url="http://identity.test",
+        token_issuer="http://identity.test",
+        jwks_url="http://identity.test/.well-known/jwks.json",
+        password_hash_time_cost=1,
+        password_hash_memory_kib=8 * 1024,
+        password_hash_parallelism=1,
+    )
+    application = create_app(settings)
+    secret = secrets.token_urlsafe(24)
+    with application.state.database.session() as session:
+        ensure_platform_client(session, client_id=PLATFORM_CLIENT_ID, scope="clients.manage", secret=secret)
+    with live_server(application) as url:
+        yield IdentityServer(url=url, app=application, client_id=PLATFORM_CLIENT_ID, client_secret=secret)

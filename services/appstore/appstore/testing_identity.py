@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from appstore.config import AppStoreSettings
 from kit.db import Database
 from kit.natsserver import NatsServer
-from kit.testing import TEST_FETCH_TIMEOUT, live_server
+from kit.testing import live_server
 
 PLATFORM_CLIENT_ID = "appstore"
 
@@ -75,23 +75,11 @@ class IdentityServer:
 @pytest.fixture
 def identity_server(migrated_database: Callable[[Path], str], nats_server: NatsServer) -> Iterator[IdentityServer]:
     """The identity service over HTTP, with the app store's platform client (scope clients.manage)."""
-    from identity.config import IdentitySettings
     from identity.main import MIGRATIONS, create_app
     from identity.oauth.clients import ensure_platform_client
+    from identity.testing import settings_for_tests
 
-    settings = IdentitySettings(
-        environment="test",
-        database_url=migrated_database(MIGRATIONS),
-        consumer_fetch_timeout_seconds=TEST_FETCH_TIMEOUT,
-        nats_url=nats_server.url,
-        log_json=False,
-        public_base_url="http://identity.test",
-        token_issuer="http://identity.test",
-        jwks_url="http://identity.test/.well-known/jwks.json",
-        password_hash_time_cost=1,
-        password_hash_memory_kib=8 * 1024,
-        password_hash_parallelism=1,
-    )
+    settings = settings_for_tests(migrated_database(MIGRATIONS), nats_server.url)
     application = create_app(settings)
     secret = secrets.token_urlsafe(24)
     with application.state.database.session() as session:

@@ -40,13 +40,13 @@ from kit.natsserver import NatsServer
 from kit.testing import TEST_FETCH_TIMEOUT
 
 
-@pytest.fixture
-def settings(migrated_database: Callable[[Path], str], nats_server: NatsServer) -> IdentitySettings:
-    settings = IdentitySettings(
+def settings_for_tests(database_url: str, nats_url: str) -> IdentitySettings:
+    """Identity's settings under test, at ``database_url`` (already migrated) and ``nats_url``."""
+    return IdentitySettings(
         environment="test",
-        database_url=migrated_database(MIGRATIONS),
+        database_url=database_url,
         consumer_fetch_timeout_seconds=TEST_FETCH_TIMEOUT,
-        nats_url=nats_server.url,
+        nats_url=nats_url,
         log_json=False,
         public_base_url="http://identity.test",
         token_issuer="http://identity.test",
@@ -56,7 +56,11 @@ def settings(migrated_database: Callable[[Path], str], nats_server: NatsServer) 
         password_hash_memory_kib=8 * 1024,
         password_hash_parallelism=1,
     )
-    return settings
+
+
+@pytest.fixture
+def settings(migrated_database: Callable[[Path], str], nats_server: NatsServer) -> IdentitySettings:
+    return settings_for_tests(migrated_database(MIGRATIONS), nats_server.url)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from prometheus_client import Counter
@@ -69,6 +70,9 @@ def _one_at_a_time(handler: Handler) -> BatchHandler:
 
 class _Poison(Exception):
     """A message no retry can fix (unparseable envelope)."""
+
+
+_STREAM_NOT_FOUND = 10059  # JetStream's error code
 
 
 class EventConsumer:
@@ -148,6 +152,7 @@ class EventConsumer:
         # A batch consumer fetches the next batch while the database applies the current one (in order: only the
         # fetch runs ahead), so the broker's round trips and the writes overlap instead of adding up.
         prefetch: asyncio.Task[list[Msg]] | None = None
+        waiting_for_stream = False
         while not self._stopping:
             try:
                 if subscription is None:
@@ -156,6 +161,9 @@ class EventConsumer:
                         continue
                     await self._ensure_consumer()
                     subscription = await self.link.jetstream.pull_subscribe_bind(durable=self.name, stream=self.stream)
+                    if waiting_for_stream:
+                        logger.info("consumer %s: stream %s exists now; consuming", self.name, self.stream)
+                        waiting_for_stream = False
                 try:
                     if prefetch is not None:
                         fetched, prefetch = prefetch, None
@@ -183,6 +191,17 @@ class EventConsumer:
                     with contextlib.suppress(Exception):
                         await subscription.unsubscribe()
                 raise
+            except NotFoundError as error:
+                # The publishing service declares its stream when it first connects, which may be after we start:
+                # said once, then waited for quietly.
+                if subscription is None and error.err_code == _STREAM_NOT_FOUND:
+                    if not waiting_for_stream:
+                        logger.info("consumer %s: stream %s does not exist yet; waiting for its publisher",
+                                    self.name, self.stream)  # fmt: skip
+                        waiting_for_stream = True
+                else:
+                    logger.warning("consumer %s: %s; retrying", self.name, error)
+                await self._pause(0.5)
             except Exception as error:
                 logger.warning("consumer %s: %s; retrying", self.name, error)
                 await self._pause(0.5)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import nats
+import pytest
 from sqlmodel import Field, Session, SQLModel, select
 
 from contracts.envelope import EventEnvelope
@@ -92,6 +94,38 @@ async def test_the_same_event_delivered_twice_applies_once(database_url: str, na
         await consumer.stop()
         await link.close()
     assert sorted(row.person_id for row in seen(database)) == ["p-1", "p-2"]
+
+
+async def test_a_consumer_started_before_its_stream_says_so_once_then_consumes(
+    database_url: str, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = make_database(database_url)
+    listener = NatsLink(nats_server.url, name="enrollment")  # declares no stream: identity has not started yet
+    await listener.start()
+    assert await listener.wait_connected(10)
+    consumer = EventConsumer(
+        service="enrollment", name="enrollment-people", stream="EDU_IDENTITY", subjects=["edu.identity.person.>"],
+        handler=project, database=database, link=listener, max_attempts=3, fetch_timeout=0.3,
+    )  # fmt: skip
+    caplog.set_level(logging.INFO, logger="kit.inbox")
+    await consumer.start()
+    try:
+        await asyncio.sleep(1.6)  # several retries while the stream is missing
+        identity = NatsLink(nats_server.url, name="identity", streams=[StreamSpec("identity")])
+        await identity.start()
+        assert await identity.wait_connected(10)
+        await identity.close()
+        await publish(nats_server.url, person_event("p-1", "王雨桐"))
+        await eventually(lambda: len(seen(database)) == 1)
+    finally:
+        await consumer.stop()
+        await listener.close()
+    messages = [record.getMessage() for record in caplog.records if record.name == "kit.inbox"]
+    assert [message for message in messages if "does not exist yet" in message] == [
+        "consumer enrollment-people: stream EDU_IDENTITY does not exist yet; waiting for its publisher"
+    ]
+    assert "consumer enrollment-people: stream EDU_IDENTITY exists now; consuming" in messages
+    assert not [record for record in caplog.records if record.name == "kit.inbox" and record.levelno >= logging.WARNING]
 
 
 async def test_poison_event_lands_in_dead_letter_subject(database_url: str, nats_server: NatsServer) -> None:

@@ -704,6 +704,7 @@ def profile_handler(args: argparse.Namespace, base_dir: Path) -> int:
     from metering.usage.handlers import (
         APPSTORE_SUBJECTS,
         GATEWAY_SUBJECTS,
+        SELF_DEDUPLICATED,
         build_appstore_handler,
         build_gateway_handler,
     )
@@ -721,10 +722,12 @@ def profile_handler(args: argparse.Namespace, base_dir: Path) -> int:
         appstore = EventConsumer(
             service="metering", name=APPSTORE_CONSUMER, stream=APPSTORE.name, subjects=APPSTORE_SUBJECTS,
             batch_handler=build_appstore_handler(settings), database=database, link=None,
+            deduplicated_by_handler=SELF_DEDUPLICATED,
         )  # fmt: skip
         gateway = EventConsumer(
             service="metering", name=GATEWAY_CONSUMER, stream=GATEWAY.name, subjects=GATEWAY_SUBJECTS,
             batch_handler=build_gateway_handler(settings), database=database, link=None,
+            deduplicated_by_handler=SELF_DEDUPLICATED,
         )  # fmt: skip
         facts = city.facts()
         for start in range(0, len(facts), 500):

@@ -35,6 +35,8 @@ class Subscription:
 
     ``batch_handler`` instead of ``handler`` applies each fetched batch (up to ``batch_size`` events) in one
     transaction, for high-volume streams; a batch that fails is applied again one event at a time.
+    ``deduplicated_by_handler``: event types the handler itself keeps from taking effect twice (a unique key of its
+    own on what the event records); the consumer keeps no processed-id row for them (see ``EventConsumer``).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Subscription:
     handler: Handler | None = None
     batch_handler: BatchHandler | None = None
     batch_size: int = 100
+    deduplicated_by_handler: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -88,6 +91,7 @@ def create_service_app(
                 handler=subscription.handler,
                 batch_handler=subscription.batch_handler,
                 batch_size=subscription.batch_size,
+                deduplicated_by_handler=subscription.deduplicated_by_handler,
                 database=database,
                 link=link,
                 max_attempts=settings.consumer_max_attempts,

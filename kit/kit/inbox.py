@@ -93,6 +93,7 @@ class EventConsumer:
         ack_wait_seconds: float = 30.0,
         batch_size: int = 100,
         fetch_timeout: float = 1.0,
+        deduplicated_by_handler: frozenset[str] = frozenset(),
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("an event consumer takes either a handler or a batch handler")
@@ -108,6 +109,9 @@ class EventConsumer:
         self.ack_wait_seconds = ack_wait_seconds
         self.batch_size = batch_size
         self.fetch_timeout = fetch_timeout
+        # Event types whose handler keeps them from taking effect twice by a unique key of its own (metering's
+        # usage ledger): a processed-id row for each would only repeat that check, and grow without end.
+        self.deduplicated_by_handler = deduplicated_by_handler
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
@@ -285,7 +289,8 @@ class EventConsumer:
         return True
 
     def _apply_many(self, envelopes: list[EventEnvelope]) -> int:
-        """Apply the events not applied before, together; returns how many were new.
+        """Apply the events not applied before, together; returns how many were new (or handed to a handler that
+        deduplicates them itself).
 
         The processed ids are inserted first, in the same transaction as the handler's writes: the table's key picks
         the new events (and waits for a replica applying the same batch, then skips what it committed).
@@ -293,15 +298,20 @@ class EventConsumer:
         unique: dict[str, EventEnvelope] = {}
         for envelope in envelopes:
             unique.setdefault(envelope.id, envelope)  # the same event twice in one batch counts once
+        tracked = [envelope for envelope in unique.values() if envelope.type not in self.deduplicated_by_handler]
         with self.database.session() as session:
             processed_at = datetime.now(UTC)
             # Straight to the driver: building a model object per id costs more than the handler's own inserts.
             new_keys = insert_new_rows(
                 session, ProcessedEvent.__table__, ("consumer", "event_id", "event_type", "processed_at"),  # type: ignore[attr-defined]
-                [(self.name, envelope.id, envelope.type, processed_at) for envelope in unique.values()],
+                [(self.name, envelope.id, envelope.type, processed_at) for envelope in tracked],
                 ("consumer", "event_id"),
             )  # fmt: skip
-            fresh = [envelope for envelope in unique.values() if (self.name, envelope.id) in new_keys]
+            fresh = [
+                envelope
+                for envelope in unique.values()  # in stream order, tracked or not
+                if envelope.type in self.deduplicated_by_handler or (self.name, envelope.id) in new_keys
+            ]
             if fresh:
                 self.handler(session, fresh)
         return len(fresh)
@@ -315,6 +325,10 @@ class EventConsumer:
 
     def _apply(self, envelope: EventEnvelope) -> bool:
         """Apply the event once; returns False when it had been applied before."""
+        if envelope.type in self.deduplicated_by_handler:
+            with self.database.session() as session:
+                self.handler(session, [envelope])
+            return True
         try:
             with self.database.session() as session:
                 if session.get(ProcessedEvent, (self.name, envelope.id)) is not None:

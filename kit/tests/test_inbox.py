@@ -234,7 +234,7 @@ async def _publish_all(url: str, payloads: list[bytes]) -> None:
         await client.close()
 
 
-async def _start(database: Database, url: str, batch_handler, calls: list[int]):  # type: ignore[no-untyped-def]
+async def _start(database: Database, url: str, batch_handler, calls: list[int], deduplicated_by_handler=frozenset()):  # type: ignore[no-untyped-def]
     link = NatsLink(url, name="test-batch-consumer", streams=[StreamSpec("identity")])
     await link.start()
     assert await link.wait_connected(10)
@@ -246,6 +246,7 @@ async def _start(database: Database, url: str, batch_handler, calls: list[int]):
     consumer = EventConsumer(
         service="metering", name="metering-people", stream="EDU_IDENTITY", subjects=["edu.identity.person.>"],
         batch_handler=counting, database=database, link=link, max_attempts=2, fetch_timeout=0.3, batch_size=50,
+        deduplicated_by_handler=deduplicated_by_handler,
     )  # fmt: skip
     return link, consumer
 
@@ -271,6 +272,41 @@ async def test_a_batch_is_applied_together_and_repeats_count_once(database_url: 
         await link.close()
     assert sorted(row.person_id for row in seen(database)) == sorted(f"p-{index}" for index in range(40))
     assert max(calls) > 1  # more than one event per transaction
+
+
+async def test_events_the_handler_deduplicates_itself_leave_no_processed_ids(
+    database_url: str, nats_server: NatsServer
+) -> None:
+    """A handler with a unique key of its own (metering's usage ledger) gets repeats and ignores them; the consumer
+    keeps no processed-id row for those event types."""
+    database = make_database(database_url)
+
+    def once_per_person(session: Session, envelopes: list[EventEnvelope]) -> None:
+        known = set(session.exec(select(SeenPerson.person_id)))
+        for envelope in envelopes:
+            if envelope.data["person_id"] not in known:
+                known.add(envelope.data["person_id"])
+                project(session, envelope)
+
+    events = [person_event(f"p-{index}", f"学生{index}") for index in range(20)]
+    again = [build_envelope(PersonCreatedV1(person_id="p-4", kind="student", name="学生4"), subject_id="p-4")]
+    payloads = [event.to_json_bytes() for event in events] + [events[4].to_json_bytes(), again[0].to_json_bytes()]
+    calls: list[int] = []
+    link, consumer = await _start(
+        database, nats_server.url, once_per_person, calls, frozenset({PersonCreatedV1.event_type()})
+    )
+    await _publish_all(nats_server.url, payloads)
+    await consumer.start()
+    try:
+        await eventually(lambda: sum(calls) >= 21)
+        await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+        await link.close()
+    assert sorted(row.person_id for row in seen(database)) == sorted(f"p-{index}" for index in range(20))
+    assert sum(calls) >= 21  # the new envelope of p-4 reached the handler: only the handler's own key stopped it
+    with database.session() as session:
+        assert session.exec(select(ProcessedEvent)).all() == []
 
 
 async def test_one_bad_event_in_a_batch_does_not_hold_back_the_others(

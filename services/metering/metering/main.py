@@ -15,6 +15,7 @@ from metering.projections.handlers import IDENTITY_SUBJECTS, apply_identity_even
 from metering.usage.handlers import (
     APPSTORE_SUBJECTS,
     GATEWAY_SUBJECTS,
+    SELF_DEDUPLICATED,
     build_appstore_handler,
     build_gateway_handler,
 )
@@ -67,6 +68,7 @@ def create_app(settings: MeteringSettings | None = None) -> FastAPI:
                 subjects=GATEWAY_SUBJECTS,
                 batch_handler=build_gateway_handler(settings),
                 batch_size=settings.gateway_batch_messages,
+                deduplicated_by_handler=SELF_DEDUPLICATED,
             ),
             Subscription(
                 name="metering-appstore",
@@ -74,6 +76,7 @@ def create_app(settings: MeteringSettings | None = None) -> FastAPI:
                 subjects=APPSTORE_SUBJECTS,
                 batch_handler=build_appstore_handler(settings),
                 batch_size=settings.ingest_batch_size,
+                deduplicated_by_handler=SELF_DEDUPLICATED,
             ),
             Subscription(
                 name="metering-directory",

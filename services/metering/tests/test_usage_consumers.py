@@ -14,6 +14,7 @@ from contracts.events import StreamSpec
 from contracts.events import appstore as appstore_events
 from contracts.events import gateway as gateway_events
 from contracts.events.base import EventPayload
+from kit.inbox import ProcessedEvent
 from kit.messaging import NatsLink
 from kit.natsserver import NatsServer
 from kit.outbox import build_envelope, event_headers
@@ -110,3 +111,12 @@ async def test_launches_and_api_calls_from_nats_count_once(
         ("monthly_active_user", "billable"): 3,
         ("api_call", "billable"): 12,
     }
+    # Usage is kept from counting twice by the ledger's own key: no processed-id row per launch or gateway batch;
+    # the facts it is checked against are tracked by the consumer as usual.
+    with app.state.database.read_session() as session:
+        tracked = session.exec(select(ProcessedEvent.event_type, func.count()).group_by(ProcessedEvent.event_type))
+        assert dict(tracked.all()) == {
+            appstore_events.VendorRegisteredV1.event_type(): 1,
+            appstore_events.AppPublishedV1.event_type(): 1,
+            appstore_events.InstallationGrantedV1.event_type(): 1,
+        }

@@ -39,6 +39,13 @@ APPSTORE_SUBJECTS = [
     appstore_events.InstallationRemovedV1.subject(),
 ]
 
+#: Usage events: the ledger's unique key (source, source event id) keeps each from counting twice, whatever envelope
+#: brings it, so the consumers keep no processed-id row for them (one per launch would double what ingest writes).
+#: The facts on the app store's stream (plans, installations, vendors) keep them.
+SELF_DEDUPLICATED = frozenset(
+    {appstore_events.AppLaunchedV1.event_type(), gateway_events.ApiUsageRecordedV1.event_type()}
+)
+
 BatchHandler = Callable[[Session, list[EventEnvelope]], None]
 
 

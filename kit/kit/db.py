@@ -256,7 +256,7 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
     connection = session.connection()
     dialect = connection.dialect
     quote = dialect.identifier_preparer.quote
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+    if _is_psycopg(dialect):
         # COPY: about ten times psycopg's executemany (some 30,000 rows a second); psycopg adapts the values.
         names = ", ".join(quote(name) for name in columns)
         with (
@@ -302,19 +302,16 @@ def insert_new_rows(
     connection = session.connection()
     dialect = connection.dialect
     quote = dialect.identifier_preparer.quote
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+    if _is_psycopg(dialect):
         names = ", ".join(quote(name) for name in columns)
         key_names = ", ".join(quote(name) for name in key)
-        with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-            stage = _stage(cursor, table, columns, rows, quote)
-            # No ORDER BY: the scan reads the staged rows back in the order COPY wrote them, so the table's sequence
-            # numbers them in the callers' order.
-            cursor.execute(
-                f"WITH staged AS (DELETE FROM {stage} RETURNING {names}) "  # noqa: S608 - names from the table
-                f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} FROM staged "
-                f"ON CONFLICT ({key_names}) DO NOTHING RETURNING {key_names}"
-            )
-            return {tuple(found) for found in cursor.fetchall()}
+        # No ORDER BY: the scan reads the staged rows back in the order COPY wrote them, so the table's sequence
+        # numbers them in the callers' order.
+        found = _insert_staged(
+            connection, table, columns, rows,
+            f"SELECT {names} FROM staged ON CONFLICT ({key_names}) DO NOTHING RETURNING {key_names}",  # noqa: S608
+        )  # fmt: skip
+        return {tuple(row) for row in found}
     keys = [key_of(row) for row in rows]
     existing = _existing_keys(session, table, key, keys)
     fresh = [row for row, row_key in zip(rows, keys, strict=True) if row_key not in existing]
@@ -322,22 +319,36 @@ def insert_new_rows(
     return {row_key for row_key in keys if row_key not in existing}
 
 
-def _stage(cursor: Any, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]], quote: Any) -> str:
-    """Copy ``rows`` into this session's temporary table of ``columns`` of ``table`` (PostgreSQL; created the first
-    time, emptied at commit) and return its quoted name, for one statement that reads them.
+def _is_psycopg(dialect: Any) -> bool:
+    return bool(dialect.name == "postgresql" and dialect.driver == "psycopg")
 
-    COPY costs the client a fraction of binding the same values as arrays (psycopg dumps every element of an array
-    in Python) or as one statement per row, and leaves the rest to the database."""
+
+def _insert_staged(
+    connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]], select_sql: str
+) -> list[tuple[Any, ...]]:
+    """``INSERT INTO table (columns) <select_sql>`` on PostgreSQL, where ``select_sql`` reads ``rows`` from
+    ``staged``; returns what the statement returns (nothing without RETURNING).
+
+    The rows are first copied into this session's temporary table of ``columns`` of ``table`` (created the first
+    time, emptied at commit, and emptied by the statement itself, so a second call in the same transaction starts
+    clean). COPY costs the client a fraction of binding the same values as arrays (psycopg dumps every element of an
+    array in Python) or of one statement per row, and leaves the rest to the database."""
+    quote = connection.dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in columns)
     stage = quote(f"_stage_{table.name[:40]}_{zlib.crc32(names.encode()):08x}")
-    cursor.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "  # noqa: S608 - names from the table
-        f"SELECT {names} FROM {quote(table.name)} WITH NO DATA"
-    )
-    with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-    return stage
+    with connection.connection.driver_connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "  # noqa: S608 - names from the table
+            f"SELECT {names} FROM {quote(table.name)} WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"WITH staged AS (DELETE FROM {stage} RETURNING {names}) "  # noqa: S608 - names from the table
+            f"INSERT INTO {quote(table.name)} ({names}) {select_sql}"
+        )
+        return list(cursor.fetchall()) if cursor.description else []
 
 
 # Keys looked up per query; well under every database's limit on bound parameters.
@@ -391,21 +402,18 @@ def add_to_counters(
     placeholder = driver_placeholder(session)
     columns = [*keys, *counters]
     connection = session.connection()
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+    if _is_psycopg(connection.dialect):
         quote = connection.dialect.identifier_preparer.quote
         key_names = ", ".join(quote(name) for name in keys)
         sums = ", ".join(f"sum({quote(name)})" for name in counters)
         updates = ", ".join(
             f"{quote(name)} = {quote(table.name)}.{quote(name)} + excluded.{quote(name)}" for name in counters
         )
-        with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-            stage = _stage(cursor, table, columns, rows, quote)
-            cursor.execute(
-                f"WITH staged AS (DELETE FROM {stage} RETURNING {', '.join(quote(name) for name in columns)}) "  # noqa: S608 - names from the table
-                f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)}) "
-                f"SELECT {key_names}, {sums} FROM staged GROUP BY {key_names} ORDER BY {key_names} "
-                f"ON CONFLICT ({key_names}) DO UPDATE SET {updates}"
-            )
+        _insert_staged(
+            connection, table, columns, rows,
+            f"SELECT {key_names}, {sums} FROM staged GROUP BY {key_names} ORDER BY {key_names} "  # noqa: S608
+            f"ON CONFLICT ({key_names}) DO UPDATE SET {updates}",
+        )  # fmt: skip
         return
     if placeholder is None:
         dialect_name = session.connection().dialect.name

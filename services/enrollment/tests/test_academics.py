@@ -19,9 +19,15 @@ from enrollment.changes.models import ChangeRecord
 from enrollment.testing import City
 from kit.outbox import OutboxEvent
 
-TODAY = school_today()
-YEAR_START = TODAY - timedelta(days=60)
-YEAR_END = TODAY + timedelta(days=300)
+
+# Read at each use, not once at import: the service reads the school day when it acts, and a suite that runs across
+# midnight in China must not compare the day it was collected with the day the service is on.
+def year_start() -> date:
+    return school_today() - timedelta(days=60)
+
+
+def year_end() -> date:
+    return school_today() + timedelta(days=300)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -30,8 +36,8 @@ YEAR_END = TODAY + timedelta(days=300)
 async def school_year(client: httpx.AsyncClient, city: City, *, title: str = "本学年") -> dict[str, Any]:
     response = await client.post(
         "/academic-sessions",
-        json={"org_id": city.city_id, "kind": "school_year", "title": title, "start_date": str(YEAR_START),
-              "end_date": str(YEAR_END)},
+        json={"org_id": city.city_id, "kind": "school_year", "title": title, "start_date": str(year_start()),
+              "end_date": str(year_end())},
         headers=city.token("city_admin"),
     )  # fmt: skip
     assert response.status_code == 201, response.text
@@ -66,7 +72,7 @@ def enrol(city: City, key: str, *, school_id: str, grade: str | None = "01", sex
             )
         ).first()
         enrolment = existing or StudentEnrollment(
-            student_id=person.id, school_id=school_id, grade=grade, source="directory", start_date=YEAR_START
+            student_id=person.id, school_id=school_id, grade=grade, source="directory", start_date=year_start()
         )
         enrolment.grade = grade
         session.add(enrolment)
@@ -100,11 +106,11 @@ def problem_fields(response: httpx.Response) -> list[str]:
 
 async def test_city_school_years_and_a_schools_own_terms(client: httpx.AsyncClient, city: City) -> None:
     year = await school_year(client, city, title="2026-2027学年")
-    assert year["school_year"] == YEAR_END.year
-    middle = YEAR_START + timedelta(days=150)
+    assert year["school_year"] == year_end().year
+    middle = year_start() + timedelta(days=150)
     city_term = await client.post(
         "/academic-sessions",
-        json={"org_id": city.city_id, "kind": "term", "title": "第一学期", "start_date": str(YEAR_START),
+        json={"org_id": city.city_id, "kind": "term", "title": "第一学期", "start_date": str(year_start()),
               "end_date": str(middle), "parent_id": year["id"]},
         headers=city.token("city_admin"),
     )  # fmt: skip
@@ -112,7 +118,7 @@ async def test_city_school_years_and_a_schools_own_terms(client: httpx.AsyncClie
     # A school may keep its own calendar beside the city's: its term may overlap a city-wide one.
     own_term = await client.post(
         "/academic-sessions",
-        json={"org_id": city.school_a1, "kind": "term", "title": "春晓一小第一学期", "start_date": str(YEAR_START),
+        json={"org_id": city.school_a1, "kind": "term", "title": "春晓一小第一学期", "start_date": str(year_start()),
               "end_date": str(middle + timedelta(days=7)), "parent_id": year["id"]},
         headers=city.token("a1_admin"),
     )  # fmt: skip
@@ -126,7 +132,7 @@ async def test_city_school_years_and_a_schools_own_terms(client: httpx.AsyncClie
     b1_view = await client.get("/academic-sessions", headers=city.token("b1_teacher"))
     assert [item["title"] for item in b1_view.json()] == ["2026-2027学年", "第一学期"]
     by_year = await client.get(
-        "/academic-sessions", params={"school_year": YEAR_END.year + 1}, headers=city.token("city_admin")
+        "/academic-sessions", params={"school_year": year_end().year + 1}, headers=city.token("city_admin")
     )
     assert by_year.json() == []
 
@@ -139,13 +145,13 @@ async def test_session_dates_kinds_and_titles_are_checked(client: httpx.AsyncCli
     admin = city.token("city_admin")
 
     def body(**fields: Any) -> dict[str, Any]:
-        return {"org_id": city.city_id, "kind": "term", "title": "学期", "start_date": str(YEAR_START),
-                "end_date": str(YEAR_START + timedelta(days=100)), "parent_id": year["id"], **fields}  # fmt: skip
+        return {"org_id": city.city_id, "kind": "term", "title": "学期", "start_date": str(year_start()),
+                "end_date": str(year_start() + timedelta(days=100)), "parent_id": year["id"], **fields}  # fmt: skip
 
-    backwards = await client.post("/academic-sessions", json=body(end_date=str(YEAR_START)), headers=admin)
+    backwards = await client.post("/academic-sessions", json=body(end_date=str(year_start())), headers=admin)
     assert backwards.status_code == 422 and "end_date" in problem_fields(backwards)
     outside = await client.post(
-        "/academic-sessions", json=body(end_date=str(YEAR_END + timedelta(days=1))), headers=admin
+        "/academic-sessions", json=body(end_date=str(year_end() + timedelta(days=1))), headers=admin
     )
     assert outside.status_code == 422
     assert outside.json()["errors"][0]["code"] == "outside_school_year"
@@ -162,8 +168,8 @@ async def test_session_dates_kinds_and_titles_are_checked(client: httpx.AsyncCli
 
     overlapping_year = await client.post(
         "/academic-sessions",
-        json=body(kind="school_year", parent_id=None, title="另一学年", start_date=str(YEAR_END - timedelta(days=10)),
-                  end_date=str(YEAR_END + timedelta(days=300))),
+        json=body(kind="school_year", parent_id=None, title="另一学年", start_date=str(year_end() - timedelta(days=10)),
+                  end_date=str(year_end() + timedelta(days=300))),
         headers=admin,
     )  # fmt: skip
     assert overlapping_year.status_code == 409
@@ -173,14 +179,14 @@ async def test_session_dates_kinds_and_titles_are_checked(client: httpx.AsyncCli
     assert first.status_code == 201
     overlapping_term = await client.post(
         "/academic-sessions",
-        json=body(title="第二学期", start_date=str(YEAR_START + timedelta(days=100)), end_date=str(YEAR_END)),
+        json=body(title="第二学期", start_date=str(year_start() + timedelta(days=100)), end_date=str(year_end())),
         headers=admin,
     )
     assert overlapping_term.status_code == 409
     assert overlapping_term.json()["type"].endswith("enrollment/academic-session-conflict")
     same_title = await client.post(
         "/academic-sessions",
-        json=body(title="第一学期", start_date=str(YEAR_START + timedelta(days=101)), end_date=str(YEAR_END)),
+        json=body(title="第一学期", start_date=str(year_start() + timedelta(days=101)), end_date=str(year_end())),
         headers=admin,
     )
     assert same_title.status_code == 409 and "title" in problem_fields(same_title)
@@ -188,8 +194,8 @@ async def test_session_dates_kinds_and_titles_are_checked(client: httpx.AsyncCli
 
 async def test_only_administrators_of_the_organisation_define_sessions(client: httpx.AsyncClient, city: City) -> None:
     year = await school_year(client, city)
-    term = {"org_id": city.school_a1, "kind": "term", "title": "学期", "start_date": str(YEAR_START),
-            "end_date": str(YEAR_START + timedelta(days=90)), "parent_id": year["id"]}  # fmt: skip
+    term = {"org_id": city.school_a1, "kind": "term", "title": "学期", "start_date": str(year_start()),
+            "end_date": str(year_start() + timedelta(days=90)), "parent_id": year["id"]}  # fmt: skip
     anonymous = await client.post("/academic-sessions", json=term)
     assert anonymous.status_code == 401
     other_school = await client.post("/academic-sessions", json=term, headers=city.token("b1_admin"))
@@ -349,7 +355,7 @@ async def test_teacher_assignments_keep_their_history(client: httpx.AsyncClient,
         ("李老师", "subject", "数学"),
     }
     # A month passes.
-    month_ago = TODAY - timedelta(days=30)
+    month_ago = school_today() - timedelta(days=30)
     with city.database.session() as session:
         for row in session.exec(select(ClassTeacher).where(ClassTeacher.class_id == school_class["id"])).all():
             row.start_date = month_ago
@@ -363,9 +369,9 @@ async def test_teacher_assignments_keep_their_history(client: httpx.AsyncClient,
     history = await client.get(url, params={"history": "true"}, headers=city.token("a1_teacher"))
     rows = {(item["name"], item["role"], item["start_date"], item["end_date"]) for item in history.json()}
     assert rows == {
-        ("王老师", "head", str(month_ago), str(TODAY - timedelta(days=1))),
+        ("王老师", "head", str(month_ago), str(school_today() - timedelta(days=1))),
         ("李老师", "subject", str(month_ago), None),
-        ("李老师", "head", str(TODAY), None),
+        ("李老师", "head", str(school_today()), None),
     }
     current = await client.get(url, headers=city.token("a1_teacher"))
     assert {(item["name"], item["role"]) for item in current.json()} == {("李老师", "head"), ("李老师", "subject")}
@@ -410,7 +416,7 @@ async def test_pupils_join_a_class_and_are_listed_by_day(client: httpx.AsyncClie
     mei = enrol(city, "mei", school_id=city.school_a1, sex="female")
     lei = enrol(city, "lei", school_id=city.school_a1, sex="male")
     enrol(city, "late", school_id=city.school_a1)
-    start = TODAY - timedelta(days=10)
+    start = school_today() - timedelta(days=10)
 
     added = await client.post(
         f"/schools/{city.school_a1}/classes/{school_class['id']}/members",
@@ -474,7 +480,9 @@ async def test_only_enrolled_unplaced_pupils_of_the_grade_join(client: httpx.Asy
     repeated = await client.post(url(first["id"]), json={"student_ids": [pupil, pupil]}, headers=admin)
     assert repeated.status_code == 422
     too_late = await client.post(
-        url(first["id"]), json={"student_ids": [pupil], "start_date": str(YEAR_END + timedelta(days=1))}, headers=admin
+        url(first["id"]),
+        json={"student_ids": [pupil], "start_date": str(year_end() + timedelta(days=1))},
+        headers=admin,
     )
     assert too_late.status_code == 422 and problem_fields(too_late) == ["start_date"]
     assert (await client.post(url("nope"), json={"student_ids": [pupil]}, headers=admin)).status_code == 404
@@ -523,10 +531,10 @@ async def test_class_transfer_keeps_the_history(client: httpx.AsyncClient, city:
     admin = city.token("a1_admin")
     await client.post(
         f"/schools/{city.school_a1}/classes/{first['id']}/members",
-        json={"student_ids": [pupil], "start_date": str(YEAR_START)},
+        json={"student_ids": [pupil], "start_date": str(year_start())},
         headers=admin,
     )
-    effective = TODAY + timedelta(days=3)
+    effective = school_today() + timedelta(days=3)
 
     moved = await client.post(
         f"/schools/{city.school_a1}/students/{pupil}/class-transfer",
@@ -541,7 +549,7 @@ async def test_class_transfer_keeps_the_history(client: httpx.AsyncClient, city:
         f"/schools/{city.school_a1}/students/{pupil}/class-history", headers=city.token("a1_teacher")
     )
     assert [(item["class_name"], item["start_date"], item["end_date"], item["reason"]) for item in history.json()] == [
-        ("一年级(1)班", str(YEAR_START), str(effective - timedelta(days=1)), "assigned"),
+        ("一年级(1)班", str(year_start()), str(effective - timedelta(days=1)), "assigned"),
         ("一年级(2)班", str(effective), None, "transfer"),
     ]
     assert history.json()[1]["note"] == "家长申请"
@@ -584,18 +592,18 @@ async def test_class_transfer_input_is_checked(client: httpx.AsyncClient, city: 
     url = f"/schools/{city.school_a1}/students/{pupil}/class-transfer"
 
     def body(**fields: Any) -> dict[str, Any]:
-        return {"to_class_id": second["id"], "effective_on": str(TODAY), "reason": "调整", **fields}
+        return {"to_class_id": second["id"], "effective_on": str(school_today()), "reason": "调整", **fields}
 
     no_class_yet = await client.post(url, json=body(), headers=admin)
     assert no_class_yet.status_code == 409
     await client.post(
         f"/schools/{city.school_a1}/classes/{first['id']}/members",
-        json={"student_ids": [pupil], "start_date": str(TODAY - timedelta(days=5))},
+        json={"student_ids": [pupil], "start_date": str(school_today() - timedelta(days=5))},
         headers=admin,
     )
     same_class = await client.post(url, json=body(to_class_id=first["id"]), headers=admin)
     assert same_class.status_code == 409
-    too_early = await client.post(url, json=body(effective_on=str(TODAY - timedelta(days=6))), headers=admin)
+    too_early = await client.post(url, json=body(effective_on=str(school_today() - timedelta(days=6))), headers=admin)
     assert too_early.status_code == 422 and problem_fields(too_early) == ["effective_on"]
     unknown = await client.post(url, json=body(to_class_id="nope"), headers=admin)
     assert unknown.status_code == 404 and problem_fields(unknown) == ["to_class_id"]
@@ -621,7 +629,7 @@ async def test_deleting_a_class_keeps_its_history(client: httpx.AsyncClient, cit
     admin = city.token("a1_admin")
     await client.post(
         f"/schools/{city.school_a1}/classes/{first['id']}/members",
-        json={"student_ids": [pupil], "start_date": str(YEAR_START)},
+        json={"student_ids": [pupil], "start_date": str(year_start())},
         headers=admin,
     )
     url = f"/schools/{city.school_a1}/classes/{first['id']}"
@@ -632,7 +640,7 @@ async def test_deleting_a_class_keeps_its_history(client: httpx.AsyncClient, cit
     assert (await client.delete(url)).status_code == 401
     await client.post(
         f"/schools/{city.school_a1}/students/{pupil}/class-transfer",
-        json={"to_class_id": second["id"], "effective_on": str(TODAY), "reason": "并班"},
+        json={"to_class_id": second["id"], "effective_on": str(school_today()), "reason": "并班"},
         headers=admin,
     )
     deleted = await client.delete(url, headers=admin)

@@ -153,14 +153,13 @@ def test_bad_algorithm_input_is_refused() -> None:
 
 # ------------------------------------------------------------------------------------------ the API
 
-TODAY = school_today()
-
 
 async def grade_one(client: httpx.AsyncClient, city: City, classes: int) -> tuple[str, list[str]]:
+    today = school_today()  # read when used: a suite may run across midnight in China
     year = await client.post(
         "/academic-sessions",
         json={"org_id": city.city_id, "kind": "school_year", "title": "本学年",
-              "start_date": str(TODAY - timedelta(days=30)), "end_date": str(TODAY + timedelta(days=300))},
+              "start_date": str(today - timedelta(days=30)), "end_date": str(today + timedelta(days=300))},
         headers=city.token("city_admin"),
     )  # fmt: skip
     assert year.status_code == 201, year.text
@@ -192,7 +191,7 @@ def enrol_pupils(city: City, count: int, *, grade: str = "01", prefix: str = "p"
         for student_id in ids:
             enrolment = enrolled.get(student_id) or StudentEnrollment(
                 student_id=student_id, school_id=city.school_a1, source="directory",
-                start_date=TODAY - timedelta(days=30),
+                start_date=school_today() - timedelta(days=30),
             )  # fmt: skip
             enrolment.grade = grade
             session.add(enrolment)

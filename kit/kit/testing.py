@@ -110,8 +110,13 @@ class MigrationTemplates:
                 self.templates[script_location] = str(path)
             else:
                 self._execute(f'CREATE DATABASE "{name}"')
+                try:
+                    upgrade(self._url_of(name), script_location)
+                except BaseException:
+                    # A migration that fails must fail every test that needs it, not leave a half-built template.
+                    self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    raise
                 self.templates[script_location] = name
-                upgrade(self._url_of(name), script_location)
         return self.templates[script_location]
 
     def _url_of(self, name: str) -> str:

@@ -114,6 +114,21 @@ def test_copies_do_not_share_writes(templates: MigrationTemplates, scripts: Path
         assert grades(later) == [("g1", "一年级")]
 
 
+def test_a_failing_migration_fails_every_copy_and_leaves_no_template(
+    templates: MigrationTemplates, scripts: Path, tmp_path: Path
+) -> None:
+    broken = scripts / "versions" / "0001_grade.py"
+    broken.write_text(
+        broken.read_text().replace(
+            "    op.bulk_insert(", '    raise RuntimeError("broken revision")\n    op.bulk_insert('
+        )
+    )
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="broken revision"), templates.copy(scripts, tmp_path):
+            pass
+    assert templates.templates == {}
+
+
 @pytest.mark.skipif(postgres_admin_url() is None, reason="needs TEST_DATABASE_URL pointing at PostgreSQL")
 def test_postgres_copies_and_templates_are_dropped(scripts: Path, tmp_path: Path) -> None:
     admin_url = postgres_admin_url()
